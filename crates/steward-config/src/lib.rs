@@ -1,0 +1,39 @@
+//! `steward.toml`: parsing, validation and the resolved model the rest of steward uses.
+//!
+//! Parsing is strict: unknown keys are errors, sizes need an explicit unit, durations are
+//! humantime strings. Every error names the file, line, column and key, and says what was
+//! expected, because the person reading it is usually paged at night.
+
+mod cpus;
+mod duration;
+mod error;
+mod raw;
+mod resolve;
+mod signal;
+mod size;
+
+pub use cpus::CpuList;
+pub use duration::HumanDuration;
+pub use error::{ConfigError, Location};
+pub use resolve::{
+    Backoff, Config, CrashLoop, LogRotation, RestartPolicy, Service, DEFAULT_STATE_DIR,
+};
+pub use signal::StopSignal;
+pub use size::ByteSize;
+
+use std::path::Path;
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates config text; `path` names the file in errors and anchors relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let raw = raw::parse(text, path)?;
+    resolve::resolve(raw, text, path)
+}

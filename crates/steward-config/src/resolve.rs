@@ -1,0 +1,360 @@
+//! From the file as written to the model steward runs: defaults filled in, relations between
+//! keys checked, paths made absolute.
+
+use crate::raw::{RawCommand, RawConfig, RawRestart, RawService};
+use crate::{ByteSize, ConfigError, CpuList, HumanDuration, Location, StopSignal};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_STATE_DIR: &str = ".steward";
+
+/// A validated config, ready to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The config file, absolute.
+    pub path: PathBuf,
+    /// The state dir, absolute: `queue.db`, `logs/`, `events.jsonl`, `steward.sock`.
+    pub state_dir: PathBuf,
+    pub services: BTreeMap<String, Service>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Service {
+    pub name: String,
+    /// What is executed; with `shell = true` this is `["/bin/sh", "-c", line]`.
+    pub argv: Vec<String>,
+    pub shell: bool,
+    pub env: BTreeMap<String, String>,
+    pub cwd: PathBuf,
+    pub restart: RestartPolicy,
+    pub backoff: Backoff,
+    pub crash_loop: CrashLoop,
+    pub stop_signal: StopSignal,
+    pub stop_timeout: HumanDuration,
+    pub memory: Option<ByteSize>,
+    /// Memory plus swap, as in compose's `memswap_limit`. Defaults to `memory`: no swap,
+    /// because a GPU worker that swaps is slower than one that restarts.
+    pub memory_swap: Option<ByteSize>,
+    pub pids_max: Option<u32>,
+    pub cpus: Option<CpuList>,
+    pub oom_score_adj: i32,
+    pub core_dumps: bool,
+    pub log: LogRotation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Backoff {
+    pub initial: HumanDuration,
+    pub max: HumanDuration,
+    /// Fraction of each delay that is randomised, 0 to 1.
+    pub jitter: f64,
+    /// A run at least this long counts as healthy and resets the backoff.
+    pub reset_after: HumanDuration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CrashLoop {
+    /// More than this many exits within `window` is a crash loop.
+    pub exits: u32,
+    pub window: HumanDuration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LogRotation {
+    pub max_size: ByteSize,
+    pub keep: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: HumanDuration::secs(1),
+            max: HumanDuration::secs(60),
+            jitter: 0.2,
+            reset_after: HumanDuration::secs(30),
+        }
+    }
+}
+
+impl Default for CrashLoop {
+    fn default() -> Self {
+        CrashLoop {
+            exits: 5,
+            window: HumanDuration::secs(60),
+        }
+    }
+}
+
+impl Default for LogRotation {
+    fn default() -> Self {
+        LogRotation {
+            max_size: ByteSize(10 * 1024 * 1024),
+            keep: 5,
+        }
+    }
+}
+
+/// Processes steward starts are preferred OOM victims over the host's own daemons.
+pub const DEFAULT_OOM_SCORE_ADJ: i32 = 500;
+
+struct Ctx<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn err(&self, key: &[&str], message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            location: Location::from_offset(self.path.to_path_buf(), self.text, locate(self.text, key)),
+            key: key.join("."),
+            message: message.into(),
+        }
+    }
+}
+
+pub fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let ctx = Ctx { text, path };
+    let abs_path = absolute(path);
+    let base = abs_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let state_dir = base.join(raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()));
+    let mut services = BTreeMap::new();
+    for (name, svc) in raw.services {
+        let resolved = resolve_service(&ctx, &name, svc, &base)?;
+        services.insert(name, resolved);
+    }
+    Ok(Config {
+        path: abs_path,
+        state_dir,
+        services,
+    })
+}
+
+fn resolve_service(
+    ctx: &Ctx,
+    name: &str,
+    raw: RawService,
+    base: &Path,
+) -> Result<Service, ConfigError> {
+    let key = |k: &'static str| -> Vec<&str> {
+        if k.is_empty() {
+            vec!["services", name]
+        } else {
+            vec!["services", name, k]
+        }
+    };
+    if let Err(why) = check_name(name) {
+        return Err(ctx.err(&key(""), why));
+    }
+    let argv = resolve_command(raw.command, raw.shell).map_err(|m| ctx.err(&key("command"), m))?;
+
+    for k in raw.env.keys() {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(ctx.err(
+                &["services", name, "env", k],
+                format!("\"{k}\" is not a valid environment variable name"),
+            ));
+        }
+    }
+
+    let defaults = Backoff::default();
+    let backoff = Backoff {
+        initial: raw.backoff.initial.unwrap_or(defaults.initial),
+        max: raw.backoff.max.unwrap_or(defaults.max),
+        jitter: raw.backoff.jitter.unwrap_or(defaults.jitter),
+        reset_after: raw.backoff.reset_after.unwrap_or(defaults.reset_after),
+    };
+    if backoff.initial > backoff.max {
+        return Err(ctx.err(
+            &["services", name, "backoff", "initial"],
+            format!(
+                "initial backoff {} is longer than max {}; initial must be <= max",
+                backoff.initial, backoff.max
+            ),
+        ));
+    }
+    if !(0.0..=1.0).contains(&backoff.jitter) {
+        return Err(ctx.err(
+            &["services", name, "backoff", "jitter"],
+            format!("jitter {} is outside 0..1; it is the fraction of each delay that is random, e.g. 0.2", backoff.jitter),
+        ));
+    }
+
+    let cl_default = CrashLoop::default();
+    let crash_loop = CrashLoop {
+        exits: raw.crash_loop.exits.unwrap_or(cl_default.exits),
+        window: raw.crash_loop.window.unwrap_or(cl_default.window),
+    };
+    if crash_loop.exits == 0 {
+        return Err(ctx.err(
+            &["services", name, "crash_loop", "exits"],
+            "must be at least 1: a crash loop is more than this many exits within `window`",
+        ));
+    }
+    if crash_loop.window.0.is_zero() {
+        return Err(ctx.err(&["services", name, "crash_loop", "window"], "must be longer than 0s"));
+    }
+
+    if let Some(mem) = raw.memory {
+        if mem.bytes() < 4 * 1024 * 1024 {
+            return Err(ctx.err(
+                &key("memory"),
+                format!("{} is too small to run a process; give at least \"4MiB\"", mem.both()),
+            ));
+        }
+    }
+    let memory_swap = match (raw.memory, raw.memory_swap) {
+        (None, Some(_)) => {
+            return Err(ctx.err(
+                &key("memory_swap"),
+                "memory_swap is memory plus swap, so it needs `memory` to be set too",
+            ))
+        }
+        (Some(mem), Some(swap)) if swap < mem => {
+            return Err(ctx.err(
+                &key("memory_swap"),
+                format!(
+                    "memory_swap {} is less than memory {}; it is the total of memory and swap, so it must be >= memory",
+                    swap.both(),
+                    mem.both()
+                ),
+            ))
+        }
+        (Some(mem), None) => Some(mem),
+        (_, swap) => swap,
+    };
+    if raw.pids_max == Some(0) {
+        return Err(ctx.err(&key("pids_max"), "must be at least 1"));
+    }
+    let oom_score_adj = raw.oom_score_adj.unwrap_or(DEFAULT_OOM_SCORE_ADJ);
+    if !(-1000..=1000).contains(&oom_score_adj) {
+        return Err(ctx.err(
+            &key("oom_score_adj"),
+            format!("{oom_score_adj} is outside -1000..1000 (the kernel's range)"),
+        ));
+    }
+
+    let log_default = LogRotation::default();
+    let log = LogRotation {
+        max_size: raw.log.max_size.unwrap_or(log_default.max_size),
+        keep: raw.log.keep.unwrap_or(log_default.keep),
+    };
+    if log.max_size.bytes() < 4096 {
+        return Err(ctx.err(
+            &["services", name, "log", "max_size"],
+            "must be at least \"4KiB\"",
+        ));
+    }
+
+    let restart = match raw.restart {
+        Some(RawRestart::Always) => RestartPolicy::Always,
+        Some(RawRestart::OnFailure) | None => RestartPolicy::OnFailure,
+        Some(RawRestart::Never) => RestartPolicy::Never,
+    };
+
+    Ok(Service {
+        name: name.to_string(),
+        argv,
+        shell: raw.shell,
+        env: raw.env,
+        cwd: raw.cwd.map_or_else(|| base.to_path_buf(), |c| base.join(c)),
+        restart,
+        backoff,
+        crash_loop,
+        stop_signal: raw.stop_signal.unwrap_or_default(),
+        stop_timeout: raw.stop_timeout.unwrap_or(HumanDuration::secs(10)),
+        memory: raw.memory,
+        memory_swap,
+        pids_max: raw.pids_max,
+        cpus: raw.cpus,
+        oom_score_adj,
+        core_dumps: raw.core_dumps.unwrap_or(false),
+        log,
+    })
+}
+
+/// Service names become folder and cgroup names, so they are kept plain.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{name}\" is not a valid service name; use up to 64 letters, digits, '-', '_' or '.', not starting with '.'"
+        ))
+    }
+}
+
+const SHELL_SYNTAX: &[char] = &['|', '&', ';', '<', '>', '$', '`', '*', '?', '(', ')', '~'];
+
+fn resolve_command(command: Option<RawCommand>, shell: bool) -> Result<Vec<String>, String> {
+    match (command, shell) {
+        (None, _) => Err("missing; give the program to run, e.g. command = [\"python3\", \"serve.py\"]".into()),
+        (Some(RawCommand::Line(line)), true) => {
+            if line.trim().is_empty() {
+                return Err("is empty".into());
+            }
+            Ok(vec!["/bin/sh".into(), "-c".into(), line])
+        }
+        (Some(RawCommand::Argv(_)), true) => Err(
+            "with shell = true, give the command as one string, e.g. command = \"python3 serve.py | tee out.log\"".into(),
+        ),
+        (Some(RawCommand::Argv(argv)), false) => {
+            if argv.first().is_none_or(|p| p.is_empty()) {
+                return Err("the argv array is empty; its first item is the program to run".into());
+            }
+            Ok(argv)
+        }
+        (Some(RawCommand::Line(line)), false) => {
+            if line.contains(SHELL_SYNTAX) {
+                return Err(format!(
+                    "\"{line}\" uses shell syntax, but no shell runs unless you ask: set shell = true, or give an argv array"
+                ));
+            }
+            match shlex::split(&line) {
+                Some(argv) if !argv.is_empty() => Ok(argv),
+                Some(_) => Err("is empty".into()),
+                None => Err(format!("\"{line}\" has unbalanced quotes")),
+            }
+        }
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Byte offset of the deepest part of `key` that exists in the file, so that an error about
+/// a relation between keys still points at the right line.
+fn locate(text: &str, key: &[&str]) -> usize {
+    let Ok(root) = toml::de::DeTable::parse(text) else {
+        return 0;
+    };
+    let mut offset = 0;
+    let mut table = Some(root.get_ref());
+    for part in key {
+        let Some(t) = table else { break };
+        let Some((k, v)) = t.get_key_value(*part) else {
+            break;
+        };
+        offset = k.span().start;
+        table = match v.get_ref() {
+            toml::de::DeValue::Table(inner) => Some(inner),
+            _ => None,
+        };
+    }
+    offset
+}

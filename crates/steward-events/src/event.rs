@@ -1,0 +1,101 @@
+use crate::{Enforcement, ExitClass};
+use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
+
+/// One line of `events.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    /// RFC 3339 UTC with milliseconds.
+    pub ts: String,
+    /// The service (or replica) it is about; absent for agent-wide events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    AgentStarted {
+        pid: u32,
+        config: String,
+        cgroups: String,
+    },
+    AgentStopped,
+    Started {
+        pid: u32,
+        enforcement: Option<Enforcement>,
+    },
+    Exited {
+        pid: u32,
+        #[serde(flatten)]
+        class: ExitClass,
+        /// How long it ran, in milliseconds.
+        ran_ms: u64,
+    },
+    /// Processes of the service that outlived its main process and were killed.
+    StrayKilled { pids: Vec<u32> },
+    Restarting { delay_ms: u64, restarts: u32 },
+    CrashLoop {
+        exits: u32,
+        window_ms: u64,
+        last: Vec<ExitClass>,
+    },
+    Stopping { signal: String },
+    Stopped,
+    /// A limit could not be applied as asked (for example, no cgroup): what is in effect.
+    Limits { enforcement: Enforcement, note: String },
+    /// Processes left from an agent that died were found in its cgroups and killed.
+    LeftoversKilled { pids: Vec<u32> },
+}
+
+impl Event {
+    pub fn new(service: Option<&str>, kind: EventKind) -> Self {
+        Event {
+            ts: now_rfc3339(),
+            service: service.map(str::to_string),
+            kind,
+        }
+    }
+
+    /// A one-line human reading, for the agent's log.
+    pub fn summary(&self) -> String {
+        let who = self.service.as_deref().unwrap_or("agent");
+        let what = match &self.kind {
+            EventKind::AgentStarted { pid, config, cgroups } => {
+                format!("agent started (pid {pid}, config {config}, limits via {cgroups})")
+            }
+            EventKind::AgentStopped => "agent stopped".into(),
+            EventKind::Started { pid, enforcement } => match enforcement {
+                Some(e) => format!("started, pid {pid}, limits {e}"),
+                None => format!("started, pid {pid}"),
+            },
+            EventKind::Exited { pid, class, ran_ms } => {
+                format!("pid {pid} {class} after {:.1}s", *ran_ms as f64 / 1000.0)
+            }
+            EventKind::StrayKilled { pids } => {
+                format!("killed {} process(es) left behind by the main process: {pids:?}", pids.len())
+            }
+            EventKind::Restarting { delay_ms, restarts } => {
+                format!("restarting in {delay_ms} ms (restart #{restarts})")
+            }
+            EventKind::CrashLoop { exits, window_ms, last } => format!(
+                "crash loop: {exits} exits within {}s; last: {}; retrying at the max backoff",
+                window_ms / 1000,
+                last.iter().map(ExitClass::short).collect::<Vec<_>>().join(", ")
+            ),
+            EventKind::Stopping { signal } => format!("stopping with {signal}"),
+            EventKind::Stopped => "stopped".into(),
+            EventKind::Limits { enforcement, note } => format!("limits {enforcement}: {note}"),
+            EventKind::LeftoversKilled { pids } => {
+                format!("killed {} process(es) left by an earlier agent: {pids:?}", pids.len())
+            }
+        };
+        format!("{who}: {what}")
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}

@@ -1,0 +1,10 @@
+//! What happened, in one vocabulary: how a process ended ([`ExitClass`]), the events the
+//! agent records ([`Event`]), and the append-only `events.jsonl` they are kept in.
+
+mod class;
+mod event;
+mod log;
+
+pub use class::{fmt_bytes, Enforcement, ExitClass, OomSource};
+pub use event::{now_rfc3339, Event, EventKind};
+pub use log::{EventLog, EventLogError};
