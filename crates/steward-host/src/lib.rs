@@ -1,14 +1,8 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Host facts. Every read goes through a [`Sysroot`], so tests and `--sysroot` can point
+//! steward at a captured tree (`proc/…`, `sys/…`) instead of the live machine.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod meminfo;
+mod sysroot;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use meminfo::MemInfo;
+pub use sysroot::{HostError, Sysroot};

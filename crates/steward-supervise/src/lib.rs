@@ -1,14 +1,23 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The process runtime: a [`Supervisor`] owns one task per service. Each task spawns its
+//! process within limits (process group, rlimits, `oom_score_adj`, affinity, cgroup), waits
+//! for it through the [`Reaper`], classifies how it ended, and restarts it by policy.
+//!
+//! Effects live at the edges (`spawn`, `cgroup`, `procfs`, `reaper`); the decisions
+//! (`backoff`, `classify`) are pure functions with unit tests.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod backoff;
+pub mod cgroup;
+pub mod classify;
+mod output;
+pub mod procfs;
+mod reaper;
+mod service;
+mod spawn;
+mod status;
+mod supervisor;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use cgroup::{CgroupDriver, CgroupError};
+pub use output::LogFiles;
+pub use reaper::Reaper;
+pub use status::{ServiceState, ServiceStatus};
+pub use supervisor::{SuperviseError, Supervisor, SupervisorContext};

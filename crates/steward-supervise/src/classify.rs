@@ -1,0 +1,85 @@
+//! How did it end? Decided from the evidence at hand, in one pure function.
+
+use steward_events::{ExitClass, OomSource};
+
+/// What the kernel told us through `waitpid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitOutcome {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Everything known at exit time.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    /// steward itself asked it to stop.
+    pub stop_requested: bool,
+    /// OOM kills counted in the service's cgroup during this run.
+    pub cgroup_oom_kills: u64,
+    /// steward's RSS watchdog killed it for exceeding a soft limit.
+    pub watchdog_killed: bool,
+    pub memory_limit: Option<u64>,
+    pub memory_peak: Option<u64>,
+}
+
+pub fn classify(outcome: WaitOutcome, ev: &Evidence) -> ExitClass {
+    let failed = !matches!(outcome, WaitOutcome::Exited(0));
+    if ev.watchdog_killed {
+        return ExitClass::OomKilled {
+            limit: ev.memory_limit,
+            peak: ev.memory_peak,
+            source: OomSource::Watchdog,
+        };
+    }
+    // An OOM kill inside the cgroup explains a failure even when the victim was a child
+    // (a dataloader worker, a gunicorn worker) and the main process exited afterwards.
+    if ev.cgroup_oom_kills > 0 && failed {
+        return ExitClass::OomKilled {
+            limit: ev.memory_limit,
+            peak: ev.memory_peak,
+            source: OomSource::Kernel,
+        };
+    }
+    if ev.stop_requested {
+        return ExitClass::Stopped;
+    }
+    match outcome {
+        WaitOutcome::Exited(code) => ExitClass::Exited { code },
+        WaitOutcome::Signaled(sig) => ExitClass::signaled(sig),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oom_counter_beats_the_bare_signal() {
+        let ev = Evidence {
+            cgroup_oom_kills: 1,
+            memory_limit: Some(64 << 20),
+            memory_peak: Some(64 << 20),
+            ..Default::default()
+        };
+        assert!(matches!(
+            classify(WaitOutcome::Signaled(9), &ev),
+            ExitClass::OomKilled { source: OomSource::Kernel, limit: Some(_), .. }
+        ));
+        // A clean exit is not an OOM even if a child was OOM-killed along the way.
+        assert_eq!(classify(WaitOutcome::Exited(0), &ev), ExitClass::Exited { code: 0 });
+    }
+
+    #[test]
+    fn sigkill_without_oom_evidence_is_just_a_signal() {
+        assert_eq!(
+            classify(WaitOutcome::Signaled(9), &Evidence::default()),
+            ExitClass::signaled(9)
+        );
+        let stop = Evidence {
+            stop_requested: true,
+            ..Default::default()
+        };
+        assert_eq!(classify(WaitOutcome::Signaled(15), &stop), ExitClass::Stopped);
+        assert_eq!(classify(WaitOutcome::Exited(3), &Evidence::default()), ExitClass::Exited { code: 3 });
+    }
+}

@@ -1,0 +1,139 @@
+//! A service's stdout and stderr, through one pipe (so their order is kept) into
+//! `logs/<service>/output.log`, rotated by size: `output.log.1` is the newest old file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use steward_config::LogRotation;
+use tokio::io::AsyncReadExt;
+
+pub const CURRENT: &str = "output.log";
+
+pub struct LogFiles {
+    dir: PathBuf,
+    rotation: LogRotation,
+    file: File,
+    size: u64,
+}
+
+impl LogFiles {
+    pub fn open(dir: &Path, rotation: LogRotation) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(CURRENT);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(LogFiles {
+            dir: dir.to_path_buf(),
+            rotation,
+            file,
+            size,
+        })
+    }
+
+    /// The files of a service's log, oldest first.
+    pub fn paths_oldest_first(dir: &Path) -> Vec<PathBuf> {
+        let mut rotated: Vec<(u32, PathBuf)> = fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter_map(|e| {
+                        let name = e.file_name().into_string().ok()?;
+                        let n = name.strip_prefix("output.log.")?.parse().ok()?;
+                        Some((n, e.path()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        rotated.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut paths: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+        let current = dir.join(CURRENT);
+        if current.exists() {
+            paths.push(current);
+        }
+        paths
+    }
+
+    pub fn write(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.size > 0 && self.size + buf.len() as u64 > self.rotation.max_size.bytes() {
+            self.rotate()?;
+        }
+        self.file.write_all(buf)?;
+        self.size += buf.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let keep = self.rotation.keep;
+        let name = |n: u32| self.dir.join(format!("{CURRENT}.{n}"));
+        let _ = fs::remove_file(name(keep.max(1)));
+        for n in (1..keep).rev() {
+            let _ = fs::rename(name(n), name(n + 1));
+        }
+        let current = self.dir.join(CURRENT);
+        if keep == 0 {
+            fs::remove_file(&current)?;
+        } else {
+            fs::rename(&current, name(1))?;
+        }
+        self.file = OpenOptions::new().create(true).append(true).open(&current)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// Copies everything from the pipe into the log until every writer has closed it (the
+/// main process and any child that kept its stdout).
+pub fn pump(read_end: OwnedFd, files: Arc<Mutex<LogFiles>>, service: String) {
+    tokio::spawn(async move {
+        let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(read_end) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("{service}: cannot read its output: {e}");
+                return;
+            }
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match pipe.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => {
+                    let mut f = files.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(e) = f.write(&buf[..n]) {
+                        tracing::warn!("{service}: cannot write its log: {e}");
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!("{service}: reading its output failed: {e}");
+                    break;
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use steward_config::ByteSize;
+
+    #[test]
+    fn rotates_by_size_and_keeps_n() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogFiles::open(
+            dir.path(),
+            LogRotation {
+                max_size: ByteSize(10),
+                keep: 2,
+            },
+        )
+        .unwrap();
+        for chunk in ["aaaaaaaa\n", "bbbbbbbb\n", "cccccccc\n", "dddddddd\n"] {
+            log.write(chunk.as_bytes()).unwrap();
+        }
+        let paths = LogFiles::paths_oldest_first(dir.path());
+        let contents: Vec<String> = paths.iter().map(|p| fs::read_to_string(p).unwrap()).collect();
+        assert_eq!(contents, vec!["bbbbbbbb\n", "cccccccc\n", "dddddddd\n"]);
+    }
+}

@@ -1,0 +1,472 @@
+//! One service's task: spawn, wait, classify, clean up, decide, repeat. Commands (start,
+//! stop, restart, signal) arrive on a channel; the status is shared for `ps`.
+
+use crate::backoff::RestartTracker;
+use crate::cgroup::{CgroupLimits, ServiceCgroup};
+use crate::classify::{classify, Evidence, WaitOutcome};
+use crate::output::{self, LogFiles};
+use crate::reaper::Reaped;
+use crate::status::{ServiceState, ServiceStatus};
+use crate::supervisor::Context;
+use crate::{procfs, spawn};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use steward_config::{RestartPolicy, Service};
+use steward_events::{Enforcement, EventKind, ExitClass};
+use tokio::sync::{mpsc, oneshot};
+
+/// How often the RSS watchdog looks, where no cgroup enforces memory.
+const WATCHDOG_PERIOD: Duration = Duration::from_millis(500);
+
+pub(crate) enum Control {
+    /// Start if not running; `done` fires once a process has been spawned (or failed to).
+    Start(oneshot::Sender<()>),
+    /// Stop and stay stopped; `done` fires once every process of the service is gone.
+    Stop(oneshot::Sender<()>),
+    /// Stop, then start at once without backoff; `done` fires once the new one is spawned.
+    Restart(oneshot::Sender<()>),
+    /// Forward a signal to the process group (SIGHUP for a reload).
+    Signal(Signal),
+}
+
+/// What the task shares with `ps`.
+pub(crate) struct Shared {
+    pub state: ServiceState,
+    pub pid: Option<u32>,
+    pub started: Option<(Instant, SystemTime)>,
+    pub restarts: u32,
+    pub last_exit: Option<ExitClass>,
+    pub recent_exits: Vec<ExitClass>,
+    pub next_start: Option<Instant>,
+    pub cgroup: Option<ServiceCgroup>,
+}
+
+impl Shared {
+    pub fn new() -> Self {
+        Shared {
+            state: ServiceState::Stopped,
+            pid: None,
+            started: None,
+            restarts: 0,
+            last_exit: None,
+            recent_exits: Vec::new(),
+            next_start: None,
+            cgroup: None,
+        }
+    }
+
+    pub fn snapshot(&self, svc: &Service, unit: &str, enforcement: Enforcement) -> ServiceStatus {
+        let now = Instant::now();
+        let running = self.pid.is_some();
+        let memory_used = if !running {
+            None
+        } else if let Some(g) = &self.cgroup {
+            g.memory_current()
+        } else {
+            Some(procfs::pids_with_marker(unit).into_iter().filter_map(procfs::rss_bytes).sum())
+        };
+        ServiceStatus {
+            name: svc.name.clone(),
+            state: self.state,
+            pid: self.pid,
+            started_at: self
+                .started
+                .filter(|_| running)
+                .map(|(_, wall)| humantime::format_rfc3339_millis(wall).to_string()),
+            uptime_ms: self
+                .started
+                .filter(|_| running)
+                .map(|(t, _)| now.duration_since(t).as_millis() as u64),
+            restarts: self.restarts,
+            last_exit: self.last_exit.clone(),
+            recent_exits: self.recent_exits.clone(),
+            next_start_in_ms: self
+                .next_start
+                .map(|t| t.saturating_duration_since(now).as_millis() as u64),
+            memory_used,
+            memory_limit: svc.memory.map(|m| m.bytes()),
+            enforcement,
+        }
+    }
+}
+
+/// Why a run ended from steward's side.
+enum Interrupt {
+    Stop(oneshot::Sender<()>),
+    Restart(oneshot::Sender<()>),
+    /// The supervisor is gone: stop and end the task.
+    Shutdown,
+}
+
+struct RunEnd {
+    class: ExitClass,
+    ran: Duration,
+    interrupt: Option<Interrupt>,
+}
+
+pub(crate) struct Runner {
+    pub svc: Service,
+    pub unit: String,
+    pub ctx: Arc<Context>,
+    pub rx: mpsc::Receiver<Control>,
+    pub shared: Arc<Mutex<Shared>>,
+    pub logs: Arc<Mutex<LogFiles>>,
+    pub tracker: RestartTracker,
+    /// Replies owed to `start`/`restart` callers once the next spawn is done.
+    pub waiting_for_spawn: Vec<oneshot::Sender<()>>,
+}
+
+impl Runner {
+    fn set(&self, f: impl FnOnce(&mut Shared)) {
+        f(&mut self.shared.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn emit(&self, kind: EventKind) {
+        self.ctx.emit(Some(&self.svc.name), kind);
+    }
+
+    pub async fn run(mut self) {
+        let mut want_running = false;
+        loop {
+            if !want_running {
+                match self.rx.recv().await {
+                    None => return,
+                    Some(Control::Start(done)) | Some(Control::Restart(done)) => {
+                        self.waiting_for_spawn.push(done);
+                        self.tracker.reset();
+                        want_running = true;
+                    }
+                    Some(Control::Stop(done)) => {
+                        let _ = done.send(());
+                    }
+                    Some(Control::Signal(_)) => {}
+                }
+                continue;
+            }
+
+            let end = self.run_once().await;
+            let failed = end.class.is_failure();
+            self.set(|s| {
+                s.pid = None;
+                s.last_exit = Some(end.class.clone());
+            });
+            match end.interrupt {
+                Some(Interrupt::Shutdown) => {
+                    self.set(|s| s.state = ServiceState::Stopped);
+                    self.emit(EventKind::Stopped);
+                    return;
+                }
+                Some(Interrupt::Stop(done)) => {
+                    want_running = false;
+                    self.set(|s| s.state = ServiceState::Stopped);
+                    self.emit(EventKind::Stopped);
+                    let _ = done.send(());
+                    continue;
+                }
+                Some(Interrupt::Restart(done)) => {
+                    self.waiting_for_spawn.push(done);
+                    self.tracker.reset();
+                    self.set(|s| s.restarts += 1);
+                    continue;
+                }
+                None => {}
+            }
+
+            let restart = match self.svc.restart {
+                RestartPolicy::Always => true,
+                RestartPolicy::OnFailure => failed,
+                RestartPolicy::Never => false,
+            };
+            if !restart {
+                want_running = false;
+                self.set(|s| {
+                    s.state = if failed { ServiceState::Failed } else { ServiceState::Exited }
+                });
+                continue;
+            }
+
+            let decision = self.tracker.on_exit(Instant::now(), end.ran, end.class, fastrand::f64());
+            let restarts = self.shared.lock().map(|s| s.restarts + 1).unwrap_or(1);
+            if let Some(report) = &decision.crash_loop {
+                self.emit(EventKind::CrashLoop {
+                    exits: report.exits,
+                    window_ms: report.window.as_millis() as u64,
+                    last: report.last.clone(),
+                });
+            }
+            self.emit(EventKind::Restarting {
+                delay_ms: decision.delay.as_millis() as u64,
+                restarts,
+            });
+            self.set(|s| {
+                s.state = if decision.crash_loop.is_some() {
+                    ServiceState::CrashLoop
+                } else {
+                    ServiceState::Backoff
+                };
+                s.recent_exits = decision.crash_loop.map(|r| r.last).unwrap_or_default();
+                s.next_start = Some(Instant::now() + decision.delay);
+            });
+
+            match self.wait_backoff(decision.delay).await {
+                BackoffEnd::Elapsed => {}
+                BackoffEnd::StartNow => self.tracker.reset(),
+                BackoffEnd::Stop(done) => {
+                    want_running = false;
+                    self.set(|s| s.state = ServiceState::Stopped);
+                    self.emit(EventKind::Stopped);
+                    let _ = done.send(());
+                }
+                BackoffEnd::Shutdown => return,
+            }
+            self.set(|s| {
+                s.next_start = None;
+                if want_running {
+                    s.restarts += 1;
+                }
+            });
+        }
+    }
+
+    async fn wait_backoff(&mut self, delay: Duration) -> BackoffEnd {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return BackoffEnd::Elapsed,
+                cmd = self.rx.recv() => match cmd {
+                    None => return BackoffEnd::Shutdown,
+                    Some(Control::Stop(done)) => return BackoffEnd::Stop(done),
+                    Some(Control::Start(done)) | Some(Control::Restart(done)) => {
+                        self.waiting_for_spawn.push(done);
+                        return BackoffEnd::StartNow;
+                    }
+                    Some(Control::Signal(_)) => {}
+                },
+            }
+        }
+    }
+
+    fn limits(&self) -> CgroupLimits {
+        CgroupLimits {
+            memory: self.svc.memory.map(|m| m.bytes()),
+            memory_swap: self.svc.memory_swap.map(|m| m.bytes()),
+            pids_max: self.svc.pids_max,
+        }
+    }
+
+    fn spawn_failed(&mut self, reason: String) -> RunEnd {
+        self.emit(EventKind::Exited {
+            pid: 0,
+            class: ExitClass::SpawnFailed { reason: reason.clone() },
+            ran_ms: 0,
+        });
+        for done in self.waiting_for_spawn.drain(..) {
+            let _ = done.send(());
+        }
+        RunEnd {
+            class: ExitClass::SpawnFailed { reason },
+            ran: Duration::ZERO,
+            interrupt: None,
+        }
+    }
+
+    async fn run_once(&mut self) -> RunEnd {
+        let cgroup = match self.ctx.cgroups.create(&self.svc.name, &self.limits()) {
+            Ok(g) => g,
+            Err(e) => return self.spawn_failed(format!("{e}")),
+        };
+        let (read_end, write_end) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+            Ok(p) => p,
+            Err(e) => return self.spawn_failed(format!("cannot create the output pipe: {e}")),
+        };
+        let mut cmd = match spawn::build(&self.svc, &self.svc.name, &self.unit, cgroup.as_ref(), write_end) {
+            Ok(c) => c,
+            Err(reason) => return self.spawn_failed(reason),
+        };
+        let spawned = self.ctx.reaper.spawn(&mut cmd);
+        // Our copies of the pipe's write end must close, or the log never sees EOF.
+        drop(cmd);
+        let (pid, mut exit_rx) = match spawned {
+            Ok(x) => x,
+            Err(e) => {
+                return self.spawn_failed(format!("cannot start {}: {e}", self.svc.argv[0]))
+            }
+        };
+        let started = Instant::now();
+        output::pump(read_end, self.logs.clone(), self.svc.name.clone());
+        self.set(|s| {
+            s.state = ServiceState::Running;
+            s.pid = Some(pid as u32);
+            s.started = Some((started, SystemTime::now()));
+            s.cgroup = cgroup.clone();
+        });
+        self.emit(EventKind::Started {
+            pid: pid as u32,
+            enforcement: Some(self.ctx.cgroups.enforcement()),
+        });
+        for done in self.waiting_for_spawn.drain(..) {
+            let _ = done.send(());
+        }
+
+        let soft_limit = match (&cgroup, self.svc.memory) {
+            (None, Some(limit)) => Some(limit.bytes()),
+            _ => None,
+        };
+        let mut watchdog = tokio::time::interval(WATCHDOG_PERIOD);
+        let mut watchdog_peak: Option<u64> = None;
+        let mut watchdog_killed = false;
+        let mut interrupt = None;
+
+        let reaped: Option<Reaped> = loop {
+            tokio::select! {
+                r = &mut exit_rx => break r.ok(),
+                cmd = self.rx.recv() => match cmd {
+                    Some(Control::Start(done)) => { let _ = done.send(()); }
+                    Some(Control::Signal(sig)) => { let _ = killpg(Pid::from_raw(pid), sig); }
+                    Some(Control::Stop(done)) => {
+                        interrupt = Some(Interrupt::Stop(done));
+                        break self.stop_process(pid, cgroup.as_ref(), &mut exit_rx).await;
+                    }
+                    Some(Control::Restart(done)) => {
+                        interrupt = Some(Interrupt::Restart(done));
+                        break self.stop_process(pid, cgroup.as_ref(), &mut exit_rx).await;
+                    }
+                    None => {
+                        interrupt = Some(Interrupt::Shutdown);
+                        break self.stop_process(pid, cgroup.as_ref(), &mut exit_rx).await;
+                    }
+                },
+                _ = watchdog.tick(), if soft_limit.is_some() => {
+                    let rss: u64 = procfs::pids_with_marker(&self.unit).into_iter().filter_map(procfs::rss_bytes).sum();
+                    watchdog_peak = Some(watchdog_peak.unwrap_or(0).max(rss));
+                    if soft_limit.is_some_and(|limit| rss > limit) {
+                        watchdog_killed = true;
+                        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                        for p in procfs::pids_with_marker(&self.unit) {
+                            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                        }
+                    }
+                }
+            }
+        };
+        let ran = started.elapsed();
+        let outcome = reaped.map_or(WaitOutcome::Signaled(libc::SIGKILL), |r| r.outcome);
+
+        // Evidence is read before the group is emptied and removed.
+        let evidence = Evidence {
+            stop_requested: interrupt.is_some(),
+            cgroup_oom_kills: cgroup.as_ref().map_or(0, ServiceCgroup::oom_kills),
+            watchdog_killed,
+            memory_limit: self.svc.memory.map(|m| m.bytes()),
+            memory_peak: cgroup
+                .as_ref()
+                .and_then(ServiceCgroup::memory_peak)
+                .or(watchdog_peak.max(reaped.map(|r| r.max_rss))),
+        };
+        let class = classify(outcome, &evidence);
+
+        let strays = self.kill_strays(cgroup.as_ref()).await;
+        if !strays.is_empty() {
+            self.emit(EventKind::StrayKilled {
+                pids: strays.iter().map(|&p| p as u32).collect(),
+            });
+        }
+        if let Some(g) = &cgroup {
+            g.remove();
+        }
+        self.set(|s| s.cgroup = None);
+        self.emit(EventKind::Exited {
+            pid: pid as u32,
+            class: class.clone(),
+            ran_ms: ran.as_millis() as u64,
+        });
+        RunEnd {
+            class,
+            ran,
+            interrupt,
+        }
+    }
+
+    /// `stop_signal` to the process group and the cgroup, then SIGKILL after `stop_timeout`.
+    async fn stop_process(
+        &self,
+        pid: i32,
+        cgroup: Option<&ServiceCgroup>,
+        exit_rx: &mut oneshot::Receiver<Reaped>,
+    ) -> Option<Reaped> {
+        let sig = self.svc.stop_signal.0;
+        self.set(|s| s.state = ServiceState::Stopping);
+        self.emit(EventKind::Stopping {
+            signal: sig.as_str().to_string(),
+        });
+        let _ = killpg(Pid::from_raw(pid), sig);
+        if let Some(g) = cgroup {
+            g.kill_all(sig);
+        }
+        match tokio::time::timeout(self.svc.stop_timeout.0, &mut *exit_rx).await {
+            Ok(r) => r.ok(),
+            Err(_) => {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+                if let Some(g) = cgroup {
+                    g.kill_all(Signal::SIGKILL);
+                }
+                exit_rx.await.ok()
+            }
+        }
+    }
+
+    /// Processes of this service that outlived its main process (daemonised children,
+    /// workers that ignored the signal): `stop_signal`, then SIGKILL after `stop_timeout`.
+    async fn kill_strays(&self, cgroup: Option<&ServiceCgroup>) -> Vec<i32> {
+        let list = || -> Vec<i32> {
+            match cgroup {
+                Some(g) => g.pids().into_iter().filter(|&p| !procfs::is_zombie(p)).collect(),
+                None => procfs::pids_with_marker(&self.unit),
+            }
+        };
+        let strays = list();
+        if strays.is_empty() {
+            return strays;
+        }
+        for &p in &strays {
+            let _ = kill(Pid::from_raw(p), self.svc.stop_signal.0);
+        }
+        if !poll_until(self.svc.stop_timeout.0, || list().is_empty()).await {
+            for _ in 0..50 {
+                let left = list();
+                if left.is_empty() {
+                    break;
+                }
+                for p in left {
+                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        strays
+    }
+}
+
+enum BackoffEnd {
+    Elapsed,
+    StartNow,
+    Stop(oneshot::Sender<()>),
+    Shutdown,
+}
+
+/// Checks `done` every 10 ms until it holds or `timeout` passes.
+async fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,177 @@
+//! Turns a service into a `std::process::Command` that applies every limit between `fork`
+//! and `exec`: its own process group, `RLIMIT_CORE`, `oom_score_adj`, CPU affinity and the
+//! cgroup, so the program never runs a single instruction outside them.
+
+use crate::cgroup::ServiceCgroup;
+use crate::procfs::MARKER_VAR;
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use steward_config::Service;
+
+/// Builds the command for one run. Errors are written for the person reading `ps`.
+pub fn build(
+    svc: &Service,
+    instance: &str,
+    unit: &str,
+    cgroup: Option<&ServiceCgroup>,
+    output: OwnedFd,
+) -> Result<Command, String> {
+    if !svc.cwd.is_dir() {
+        return Err(format!("working directory {} does not exist", svc.cwd.display()));
+    }
+    let path_var = svc
+        .env
+        .get("PATH")
+        .cloned()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let program = resolve_program(&svc.argv[0], &svc.cwd, &path_var)?;
+
+    let mut cmd = Command::new(&program);
+    cmd.args(&svc.argv[1..])
+        .current_dir(&svc.cwd)
+        .envs(&svc.env)
+        .env("STEWARD_SERVICE", instance)
+        .env(MARKER_VAR, unit)
+        .stdin(Stdio::null())
+        .process_group(0);
+    let stderr = output
+        .try_clone()
+        .map_err(|e| format!("cannot duplicate the log pipe: {e}"))?;
+    cmd.stdout(Stdio::from(output)).stderr(Stdio::from(stderr));
+
+    let setup = ChildSetup::new(svc, cgroup)?;
+    // SAFETY: the closure only makes async-signal-safe system calls on data prepared above;
+    // it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || setup.apply());
+    }
+    Ok(cmd)
+}
+
+/// Finds the program the way `execvp` would, so a typo is reported by name and not as a
+/// bare ENOENT.
+fn resolve_program(name: &str, cwd: &Path, path_var: &str) -> Result<PathBuf, String> {
+    let check = |p: &Path| -> Result<(), String> {
+        let meta = std::fs::metadata(p).map_err(|_| format!("program {} not found", p.display()))?;
+        if meta.is_dir() {
+            return Err(format!("{} is a directory, not a program", p.display()));
+        }
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(format!(
+                "{} is not executable (mode {:o}); chmod +x it or run it through its interpreter",
+                p.display(),
+                meta.permissions().mode() & 0o777
+            ));
+        }
+        Ok(())
+    };
+    if name.contains('/') {
+        let p = cwd.join(name);
+        check(&p)?;
+        return Ok(p);
+    }
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            check(&p)?;
+            return Ok(p);
+        }
+    }
+    Err(format!("program \"{name}\" not found in PATH ({path_var})"))
+}
+
+/// Everything the child does before `exec`, prepared in the parent.
+struct ChildSetup {
+    core_dumps: bool,
+    oom_score_adj: Vec<u8>,
+    cpus: Option<nix::sched::CpuSet>,
+    cgroup_procs: Vec<CString>,
+}
+
+impl ChildSetup {
+    fn new(svc: &Service, cgroup: Option<&ServiceCgroup>) -> Result<Self, String> {
+        let cpus = match &svc.cpus {
+            None => None,
+            Some(list) => {
+                let mut set = nix::sched::CpuSet::new();
+                for &cpu in &list.0 {
+                    set.set(cpu).map_err(|_| format!("CPU {cpu} is beyond what this system supports"))?;
+                }
+                Some(set)
+            }
+        };
+        let cgroup_procs = cgroup
+            .map(|g| g.procs_files())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| CString::new(p.as_os_str().as_bytes()).map_err(|_| "cgroup path holds a NUL byte".to_string()))
+            .collect::<Result<_, _>>()?;
+        Ok(ChildSetup {
+            core_dumps: svc.core_dumps,
+            oom_score_adj: svc.oom_score_adj.to_string().into_bytes(),
+            cpus,
+            cgroup_procs,
+        })
+    }
+
+    /// Runs in the child between fork and exec; stderr is already the service's log.
+    fn apply(&self) -> std::io::Result<()> {
+        for procs in &self.cgroup_procs {
+            write_path(procs, b"0").map_err(|e| report("steward: cannot join the service's cgroup", e))?;
+        }
+        let core = if self.core_dumps {
+            // Raise the soft limit to the hard one.
+            let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: valid pointer to a local.
+            unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut cur) };
+            libc::rlimit { rlim_cur: cur.rlim_max, rlim_max: cur.rlim_max }
+        } else {
+            libc::rlimit { rlim_cur: 0, rlim_max: 0 }
+        };
+        // SAFETY: valid pointer to a local.
+        if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &core) } != 0 {
+            return Err(report("steward: cannot set RLIMIT_CORE", std::io::Error::last_os_error()));
+        }
+        write_path(c"/proc/self/oom_score_adj", &self.oom_score_adj)
+            .map_err(|e| report("steward: cannot set oom_score_adj (lowering it needs CAP_SYS_RESOURCE)", e))?;
+        if let Some(set) = &self.cpus {
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set)
+                .map_err(|e| report("steward: cannot set CPU affinity (are those CPUs online and allowed?)", e.into()))?;
+        }
+        Ok(())
+    }
+}
+
+/// open + write + close, without allocating.
+fn write_path(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
+    // SAFETY: a valid NUL-terminated path and a valid buffer.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if n < 0 {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// Writes what failed to the child's stderr (the service log) and passes the error on.
+fn report(what: &str, err: std::io::Error) -> std::io::Error {
+    // SAFETY: writing a static buffer to fd 2.
+    unsafe {
+        libc::write(2, what.as_ptr().cast(), what.len());
+        libc::write(2, b"\n".as_ptr().cast(), 1);
+    }
+    err
+}

@@ -1,0 +1,55 @@
+//! What `ps` shows about a service.
+
+use serde::{Deserialize, Serialize};
+use steward_events::{Enforcement, ExitClass};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceState {
+    /// Waiting to be started (or stopped by request).
+    Stopped,
+    Running,
+    /// Exited and waiting out its backoff before the next start.
+    Backoff,
+    /// Exited too often within the crash-loop window; retried at the max backoff.
+    CrashLoop,
+    Stopping,
+    /// Exited successfully and its restart policy does not restart it.
+    Exited,
+    /// Exited with a failure and its restart policy does not restart it.
+    Failed,
+}
+
+impl std::fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServiceState::Stopped => "stopped",
+            ServiceState::Running => "running",
+            ServiceState::Backoff => "backoff",
+            ServiceState::CrashLoop => "crash-loop",
+            ServiceState::Stopping => "stopping",
+            ServiceState::Exited => "exited",
+            ServiceState::Failed => "failed",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub state: ServiceState,
+    pub pid: Option<u32>,
+    /// RFC 3339 time the current process started.
+    pub started_at: Option<String>,
+    pub uptime_ms: Option<u64>,
+    /// Restarts since the agent started.
+    pub restarts: u32,
+    pub last_exit: Option<ExitClass>,
+    /// The latest exits, newest first, while in a crash loop.
+    pub recent_exits: Vec<ExitClass>,
+    /// When in backoff: how long until the next start.
+    pub next_start_in_ms: Option<u64>,
+    pub memory_used: Option<u64>,
+    pub memory_limit: Option<u64>,
+    pub enforcement: Enforcement,
+}
