@@ -1,14 +1,38 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The control plane of one state dir. An agent holds [`StateDirLock`] and serves
+//! [`Request`]s on `steward.sock` (mode 0600) as JSON lines; the CLI is a [`Client`].
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod client;
+mod lock;
+mod protocol;
+mod server;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+pub use client::Client;
+pub use lock::{bind_socket, StateDirLock};
+pub use protocol::{AgentInfo, PsReply, Request, Response};
+pub use server::{serve, Incoming};
+
+use std::path::PathBuf;
+
+pub const SOCKET_NAME: &str = "steward.sock";
+pub const LOCK_NAME: &str = "steward.lock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no steward agent is running for {} (nothing answers on {}); start one with `steward up`", state_dir.display(), socket.display())]
+    NoAgent { state_dir: PathBuf, socket: PathBuf },
+    #[error("another steward agent{} already runs on the state dir {}; stop it with `steward down`, or give this one another state_dir", pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), state_dir.display())]
+    AlreadyRunning { pid: Option<u32>, state_dir: PathBuf },
+    #[error("the socket path {} is {len} bytes, longer than a unix socket allows ({max}); set a shorter state_dir", path.display())]
+    SocketPathTooLong { path: PathBuf, len: usize, max: usize },
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the agent sent a reply this steward cannot read: {0}")]
+    BadReply(String),
+    #[error("{0}")]
+    Agent(String),
 }

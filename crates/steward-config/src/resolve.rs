@@ -319,7 +319,7 @@ fn resolve_command(command: Option<RawCommand>, shell: bool) -> Result<Vec<Strin
             Ok(argv)
         }
         (Some(RawCommand::Line(line)), false) => {
-            if line.contains(SHELL_SYNTAX) {
+            if has_unquoted_shell_syntax(&line) {
                 return Err(format!(
                     "\"{line}\" uses shell syntax, but no shell runs unless you ask: set shell = true, or give an argv array"
                 ));
@@ -331,6 +331,23 @@ fn resolve_command(command: Option<RawCommand>, shell: bool) -> Result<Vec<Strin
             }
         }
     }
+}
+
+/// True when the line holds `|`, `;`, `$`... outside quotes: it needs a shell to mean
+/// what it says.
+fn has_unquoted_shell_syntax(line: &str) -> bool {
+    let (mut single, mut double, mut escaped) = (false, false, false);
+    for c in line.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if !single => escaped = true,
+            '\'' if !double => single = !single,
+            '"' if !single => double = !double,
+            _ if !single && !double && SHELL_SYNTAX.contains(&c) => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -357,4 +374,27 @@ fn locate(text: &str, key: &[&str]) -> usize {
         };
     }
     offset
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_split_like_a_shell_but_refuse_shell_syntax() {
+        assert_eq!(
+            resolve_command(Some(RawCommand::Line("sh -c 'echo hi; exit 3'".into())), false).unwrap(),
+            vec!["sh", "-c", "echo hi; exit 3"]
+        );
+        assert!(resolve_command(Some(RawCommand::Line("a | b".into())), false)
+            .unwrap_err()
+            .contains("shell = true"));
+        assert_eq!(
+            resolve_command(Some(RawCommand::Line("a | b".into())), true).unwrap(),
+            vec!["/bin/sh", "-c", "a | b"]
+        );
+        assert!(resolve_command(Some(RawCommand::Line("x 'open".into())), false)
+            .unwrap_err()
+            .contains("unbalanced"));
+    }
 }

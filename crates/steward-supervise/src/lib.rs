@@ -19,5 +19,6 @@ mod supervisor;
 pub use cgroup::{CgroupDriver, CgroupError};
 pub use output::LogFiles;
 pub use reaper::Reaper;
+pub use spawn::preflight;
 pub use status::{ServiceState, ServiceStatus};
 pub use supervisor::{SuperviseError, Supervisor, SupervisorContext};

@@ -13,6 +13,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use steward_config::Service;
 
+/// Checks that the service's program and working directory exist, before anything starts.
+pub fn preflight(svc: &Service) -> Result<(), String> {
+    if !svc.cwd.is_dir() {
+        return Err(format!("working directory {} does not exist", svc.cwd.display()));
+    }
+    resolve_program(&svc.argv[0], &svc.cwd, &path_var(svc)).map(drop)
+}
+
+fn path_var(svc: &Service) -> String {
+    svc.env
+        .get("PATH")
+        .cloned()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
+}
+
 /// Builds the command for one run. Errors are written for the person reading `ps`.
 pub fn build(
     svc: &Service,
@@ -24,13 +40,7 @@ pub fn build(
     if !svc.cwd.is_dir() {
         return Err(format!("working directory {} does not exist", svc.cwd.display()));
     }
-    let path_var = svc
-        .env
-        .get("PATH")
-        .cloned()
-        .or_else(|| std::env::var("PATH").ok())
-        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    let program = resolve_program(&svc.argv[0], &svc.cwd, &path_var)?;
+    let program = resolve_program(&svc.argv[0], &svc.cwd, &path_var(svc))?;
 
     let mut cmd = Command::new(&program);
     cmd.args(&svc.argv[1..])

@@ -1,3 +1,47 @@
-fn main() {
-    println!("Hello, world!");
+//! `steward`: the CLI and the wiring of the agent. Everything else lives in the
+//! `steward-*` crates, one per box of the design.
+
+mod agent;
+mod cli;
+mod commands;
+mod target;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("steward: error: {}", one_line(&err));
+            if let Some(hint) = hint_for(&err) {
+                eprintln!("  hint: {hint}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause that the outer
+/// message already quotes.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+fn hint_for(err: &anyhow::Error) -> Option<&'static str> {
+    let text = err.to_string();
+    if text.contains("cannot read config") {
+        Some("pass the config with -f FILE, or run steward in the folder that holds steward.toml")
+    } else {
+        None
+    }
 }

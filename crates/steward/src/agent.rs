@@ -1,0 +1,258 @@
+//! `steward up`: the agent. It owns the state dir (lock, socket), supervises every service,
+//! answers the control API, and on SIGTERM/SIGINT (or `steward down`) stops everything
+//! before it exits. As PID 1 in a container it also forwards signals and reaps orphans.
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::Signal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use steward_api::{AgentInfo, PsReply, Request, Response, StateDirLock};
+use steward_config::Config;
+use steward_events::{EventKind, EventLog};
+use steward_supervise::{CgroupDriver, Reaper, Supervisor, SupervisorContext};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+/// Checks what can be checked before anything starts, so `up` fails whole instead of
+/// half-starting.
+pub fn preflight(config: &Config) -> Result<()> {
+    let mem = steward_host::MemInfo::read(&steward_host::Sysroot::live())
+        .context("cannot read the host's memory to check the limits against it")?;
+    if let Some(r) = steward_plan::admit(config, &mem).first() {
+        bail!("{}: {}: {}", config.path.display(), r.key, r.message);
+    }
+    for svc in config.services.values() {
+        if let Err(why) = steward_supervise::preflight(svc) {
+            bail!("{}: services.{}.command: {why}", config.path.display(), svc.name);
+        }
+    }
+    Ok(())
+}
+
+/// A stable id per state dir: it names this agent's cgroups, so that a new agent finds
+/// and kills what a crashed one left behind, and two agents never share groups.
+fn agent_id(state_dir: &Path) -> String {
+    // FNV-1a: tiny, stable across Rust versions (unlike `DefaultHasher`).
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in state_dir.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:012x}", hash & 0xffff_ffff_ffff)
+}
+
+pub fn run_foreground(config: Config) -> Result<()> {
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create the state dir {}", config.state_dir.display()))?;
+    // The lock comes first: a second agent must not touch the socket, cgroups or logs.
+    let lock = StateDirLock::acquire(&config.state_dir)?;
+    preflight(&config)?;
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(agent_main(config));
+    drop(lock);
+    result
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STEWARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn agent_main(config: Config) -> Result<()> {
+    let started = Instant::now();
+    let state_dir = config.state_dir.clone();
+    let events = Arc::new(EventLog::open(&state_dir.join("events.jsonl"))?);
+    let id = agent_id(&state_dir);
+    let cgroups = Arc::new(CgroupDriver::detect(&id));
+    let reaper = Reaper::start().context("cannot become the child subreaper")?;
+    let ctx = Arc::new(SupervisorContext {
+        reaper,
+        cgroups: cgroups.clone(),
+        events,
+        logs_dir: state_dir.join("logs"),
+        agent_id: id,
+    });
+
+    let leftovers = cgroups.kill_leftovers();
+    if !leftovers.is_empty() {
+        ctx.emit(None, EventKind::LeftoversKilled {
+            pids: leftovers.iter().map(|&p| p as u32).collect(),
+        });
+    }
+    ctx.emit(None, EventKind::AgentStarted {
+        pid: std::process::id(),
+        config: config.path.display().to_string(),
+        cgroups: cgroups.describe(),
+    });
+    if let CgroupDriver::None { reason } = cgroups.as_ref() {
+        if config.services.values().any(|s| s.memory.is_some() || s.pids_max.is_some()) {
+            ctx.emit(None, EventKind::Limits {
+                enforcement: steward_events::Enforcement::Soft,
+                note: format!("memory limits are soft (RSS polled every 500 ms) and pids_max is not enforced: {reason}"),
+            });
+        }
+    }
+    set_own_oom_score_adj();
+
+    let supervisor = Arc::new(Supervisor::new(ctx.clone(), &config)?);
+    let listener = steward_api::bind_socket(&state_dir)?;
+    let (req_tx, mut req_rx) = mpsc::channel(64);
+    let server = tokio::spawn(steward_api::serve(listener, req_tx));
+
+    supervisor.start_all().await;
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let info = AgentBasics {
+        config: config.path.clone(),
+        state_dir: state_dir.clone(),
+        started,
+    };
+    let mut down_replies = Vec::new();
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping every service"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: stopping every service"); break; }
+            _ = sighup.recv() => {
+                tracing::info!("SIGHUP: forwarding it to every service");
+                supervisor.signal_all(Signal::SIGHUP).await;
+            }
+            Some((req, reply)) = req_rx.recv() => {
+                if req == Request::Down {
+                    down_replies.push(reply);
+                    break;
+                }
+                let sup = supervisor.clone();
+                let info = info.clone();
+                tokio::spawn(async move {
+                    let _ = reply.send(handle(&sup, &info, req).await);
+                });
+            }
+        }
+    }
+
+    supervisor.stop_all().await;
+    cgroups.cleanup();
+    ctx.emit(None, EventKind::AgentStopped);
+    server.abort();
+    let _ = std::fs::remove_file(state_dir.join(steward_api::SOCKET_NAME));
+    for reply in down_replies {
+        let _ = reply.send(Response::ok());
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
+struct AgentBasics {
+    config: PathBuf,
+    state_dir: PathBuf,
+    started: Instant,
+}
+
+async fn handle(sup: &Supervisor, info: &AgentBasics, req: Request) -> Response {
+    let result = match req {
+        Request::Ping => Ok(()),
+        Request::Ps => {
+            let ctx = sup.context();
+            return Response {
+                ps: Some(PsReply {
+                    agent: AgentInfo {
+                        pid: std::process::id(),
+                        config: info.config.display().to_string(),
+                        state_dir: info.state_dir.display().to_string(),
+                        cgroups: ctx.cgroups.describe(),
+                        uptime_ms: info.started.elapsed().as_millis() as u64,
+                        orphans_reaped: ctx.reaper.orphans_reaped(),
+                    },
+                    services: sup.status(),
+                }),
+                ..Response::ok()
+            };
+        }
+        Request::Start { service } => sup.start(&service).await,
+        Request::Stop { service } => sup.stop(&service).await,
+        Request::Restart { service } => sup.restart(&service).await,
+        Request::Down => Ok(()),
+    };
+    match result {
+        Ok(()) => Response::ok(),
+        Err(e) => Response::error(e.to_string()),
+    }
+}
+
+/// The agent should outlive its services when memory runs out, so that it can report the
+/// OOM and restart them. Lowering the score needs CAP_SYS_RESOURCE; without it, nothing
+/// changes.
+fn set_own_oom_score_adj() {
+    let _ = std::fs::write("/proc/self/oom_score_adj", "-500");
+}
+
+/// `up --detach`: starts the agent in its own session, waits until its socket answers,
+/// and reports where its log is.
+pub fn run_detached(config: &Config, config_arg: &Path) -> Result<()> {
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create the state dir {}", config.state_dir.display()))?;
+    // Refuse early, with the same message as the foreground agent would give.
+    drop(StateDirLock::acquire(&config.state_dir)?);
+    preflight(config)?;
+    let log_path = config.state_dir.join("agent.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the steward binary to re-run")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("up")
+        .arg("-f")
+        .arg(std::path::absolute(config_arg).unwrap_or_else(|_| config_arg.to_path_buf()))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            nix::unistd::setsid().map(drop).map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the background agent")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut client) = steward_api::Client::connect(&config.state_dir) {
+            if client.request(&Request::Ping).is_ok() {
+                println!(
+                    "steward agent running in the background (pid {}); its log: {}",
+                    child.id(),
+                    log_path.display()
+                );
+                return Ok(());
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let last = tail.lines().rev().take(5).collect::<Vec<_>>();
+            bail!(
+                "the background agent exited ({status}) before it was ready; last lines of {}:\n{}",
+                log_path.display(),
+                last.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("the background agent did not answer within 30s; see {}", log_path.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

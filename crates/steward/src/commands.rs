@@ -1,0 +1,247 @@
+//! The CLI commands other than `up`: thin clients of the agent, and readers of the state dir.
+
+use crate::cli::{Command, ConfigCommand, Target};
+use crate::{agent, target};
+use anyhow::{bail, Context, Result};
+use comfy_table::{presets, Table};
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use steward_api::{Client, PsReply, Request};
+use steward_events::fmt_bytes;
+use steward_supervise::{LogFiles, ServiceStatus};
+
+pub fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Up { target, detach } => {
+            let config = steward_config::load(&target.file)?;
+            if detach {
+                agent::run_detached(&config, &target.file)?;
+            } else {
+                agent::run_foreground(config)?;
+            }
+        }
+        Command::Down { target } => {
+            let dir = target::state_dir(&target)?;
+            request(&dir, &Request::Down)?;
+            println!("stopped every service and the agent");
+        }
+        Command::Ps { target, json } => ps(&target, json)?,
+        Command::Start { service, target } => {
+            request(&target::state_dir(&target)?, &Request::Start { service: service.clone() })?;
+            println!("{service}: started");
+        }
+        Command::Stop { service, target } => {
+            request(&target::state_dir(&target)?, &Request::Stop { service: service.clone() })?;
+            println!("{service}: stopped");
+        }
+        Command::Restart { service, target } => {
+            request(&target::state_dir(&target)?, &Request::Restart { service: service.clone() })?;
+            println!("{service}: restarted");
+        }
+        Command::Logs {
+            service,
+            file,
+            state_dir,
+            tail,
+            follow,
+        } => {
+            let dir = target::state_dir(&Target { file, state_dir })?;
+            logs(&dir, &service, tail, follow)?;
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file, json },
+        } => {
+            let config = steward_config::load(&file)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&config)?);
+            } else {
+                println!(
+                    "{}: ok, {} service(s); state dir {}",
+                    config.path.display(),
+                    config.services.len(),
+                    config.state_dir.display()
+                );
+                for svc in config.services.values() {
+                    let mem = svc.memory.map_or("no memory limit".to_string(), |m| format!("memory {}", m.both()));
+                    println!("  {}: {:?}, restart {:?}, {mem}", svc.name, svc.argv, svc.restart);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn request(state_dir: &Path, req: &Request) -> Result<steward_api::Response> {
+    let mut client = Client::connect(state_dir)?;
+    Ok(client.request(req)?)
+}
+
+fn ps(target: &Target, json: bool) -> Result<()> {
+    let dir = target::state_dir(target)?;
+    let reply = request(&dir, &Request::Ps)?;
+    let Some(ps) = reply.ps else {
+        bail!("the agent answered `ps` without a service list");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&ps)?);
+    } else {
+        print_ps(&ps);
+    }
+    Ok(())
+}
+
+fn print_ps(ps: &PsReply) {
+    let mut table = Table::new();
+    table.load_preset(presets::NOTHING);
+    table.set_header(["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "MEMORY", "LIMITS"]);
+    for s in &ps.services {
+        table.add_row([
+            s.name.clone(),
+            state_cell(s),
+            s.pid.map_or("-".into(), |p| p.to_string()),
+            s.uptime_ms.map_or("-".into(), |ms| short_duration(Duration::from_millis(ms))),
+            s.restarts.to_string(),
+            s.last_exit.as_ref().map_or("-".into(), ToString::to_string),
+            memory_cell(s),
+            s.enforcement.to_string(),
+        ]);
+    }
+    println!("{table}");
+    for s in ps.services.iter().filter(|s| !s.recent_exits.is_empty()) {
+        let last: Vec<String> = s.recent_exits.iter().map(|c| c.short()).collect();
+        println!("{}: crash loop; latest exits: {}", s.name, last.join(", "));
+    }
+    println!(
+        "agent pid {}, up {}, {}; {} orphan(s) reaped",
+        ps.agent.pid,
+        short_duration(Duration::from_millis(ps.agent.uptime_ms)),
+        ps.agent.cgroups,
+        ps.agent.orphans_reaped
+    );
+}
+
+fn state_cell(s: &ServiceStatus) -> String {
+    match s.next_start_in_ms {
+        Some(ms) => format!("{} (next start in {})", s.state, short_duration(Duration::from_millis(ms))),
+        None => s.state.to_string(),
+    }
+}
+
+fn memory_cell(s: &ServiceStatus) -> String {
+    match (s.memory_used, s.memory_limit) {
+        (None, None) => "-".into(),
+        (used, Some(limit)) => format!("{} / {}", fmt_bytes(used), fmt_bytes(Some(limit))),
+        (used, None) => fmt_bytes(used),
+    }
+}
+
+/// `3d4h`, `12m5s`, `800ms`: two units at most.
+fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{}ms", d.as_millis()),
+        1..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m{}s", secs / 60, secs % 60),
+        3600..=86399 => format!("{}h{}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{}h", secs / 86400, secs % 86400 / 3600),
+    }
+}
+
+fn logs(state_dir: &Path, service: &str, tail: Option<usize>, follow: bool) -> Result<()> {
+    let dir = state_dir.join("logs").join(service);
+    if !dir.is_dir() {
+        let known: Vec<String> = std::fs::read_dir(state_dir.join("logs"))
+            .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+            .unwrap_or_default();
+        bail!(
+            "no logs for \"{service}\" in {}; services with logs: {}",
+            state_dir.display(),
+            if known.is_empty() { "none yet".to_string() } else { known.join(", ") }
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    let result = print_logs(&dir, tail, follow, &mut out);
+    match result {
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other,
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn print_logs(dir: &Path, tail: Option<usize>, follow: bool, out: &mut impl Write) -> Result<()> {
+    let files = LogFiles::paths_oldest_first(dir);
+    match tail {
+        None => {
+            for path in &files {
+                let mut f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+                std::io::copy(&mut f, out)?;
+            }
+        }
+        Some(n) => {
+            // Lines are collected newest file first until n are found, so a long history
+            // is not read for a short tail.
+            let mut lines: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+            for path in files.iter().rev() {
+                let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let mut file_lines: Vec<Vec<u8>> = Vec::new();
+                for line in std::io::BufReader::new(f).split(b'\n') {
+                    file_lines.push(line?);
+                }
+                for line in file_lines.into_iter().rev() {
+                    if lines.len() == n {
+                        break;
+                    }
+                    lines.push_front(line);
+                }
+                if lines.len() == n {
+                    break;
+                }
+            }
+            for line in lines {
+                out.write_all(&line)?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    out.flush()?;
+    if follow {
+        follow_current(&dir.join("output.log"), out)?;
+    }
+    Ok(())
+}
+
+/// Polls the current log file for new bytes; starts again at the top when it is rotated.
+fn follow_current(path: &PathBuf, out: &mut impl Write) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let open = || -> Result<(std::fs::File, u64)> {
+        let mut f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let ino = f.metadata()?.ino();
+        f.seek(SeekFrom::End(0))?;
+        Ok((f, ino))
+    };
+    let (mut file, mut ino) = open()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n > 0 {
+            out.write_all(&buf[..n])?;
+            out.flush()?;
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.ino() != ino {
+                let mut f = std::fs::File::open(path)?;
+                ino = f.metadata()?.ino();
+                f.seek(SeekFrom::Start(0))?;
+                file = f;
+            }
+        }
+    }
+}
