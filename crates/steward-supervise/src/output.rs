@@ -54,10 +54,29 @@ impl LogFiles {
         paths
     }
 
-    pub fn write(&mut self, buf: &[u8]) -> io::Result<()> {
-        if self.size > 0 && self.size + buf.len() as u64 > self.rotation.max_size.bytes() {
+    /// Appends `buf`, rotating so that no file grows past `max_size`. Files are cut after a
+    /// newline where one fits, so lines stay whole; a line longer than `max_size` is split.
+    pub fn write(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        let max = self.rotation.max_size.bytes();
+        while !buf.is_empty() {
+            let room = max.saturating_sub(self.size) as usize;
+            if buf.len() <= room {
+                self.append(buf)?;
+                return Ok(());
+            }
+            let cut = match buf[..room].iter().rposition(|&b| b == b'\n') {
+                Some(nl) => nl + 1,
+                None if self.size > 0 => 0,
+                None => room,
+            };
+            self.append(&buf[..cut])?;
+            buf = &buf[cut..];
             self.rotate()?;
         }
+        Ok(())
+    }
+
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
         self.file.write_all(buf)?;
         self.size += buf.len() as u64;
         Ok(())
@@ -129,11 +148,17 @@ mod tests {
             },
         )
         .unwrap();
-        for chunk in ["aaaaaaaa\n", "bbbbbbbb\n", "cccccccc\n", "dddddddd\n"] {
-            log.write(chunk.as_bytes()).unwrap();
-        }
+        log.write(b"aaaaaaaa\nbbbbbbbb\n").unwrap();
+        log.write(b"cccccccc\ndddddddd\n").unwrap();
         let paths = LogFiles::paths_oldest_first(dir.path());
         let contents: Vec<String> = paths.iter().map(|p| fs::read_to_string(p).unwrap()).collect();
         assert_eq!(contents, vec!["bbbbbbbb\n", "cccccccc\n", "dddddddd\n"]);
+        // A line longer than max_size is split rather than overflowing a file.
+        log.write(b"0123456789012345").unwrap();
+        let sizes: Vec<u64> = LogFiles::paths_oldest_first(dir.path())
+            .iter()
+            .map(|p| fs::metadata(p).unwrap().len())
+            .collect();
+        assert!(sizes.iter().all(|&n| n <= 10), "{sizes:?}");
     }
 }

@@ -1,0 +1,205 @@
+//! The supervisor, end to end: the real binary, real processes, real cgroups.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn cgroup_oom_kill_is_classified_with_limit_and_peak() {
+    if !require_cgroups("cgroup_oom_kill_is_classified_with_limit_and_peak") {
+        return;
+    }
+    // Grows by 8 MiB steps until the kernel kills it at 64 MiB.
+    let agent = Agent::start(
+        r#"
+[services.hog]
+command = ["python3", "-c", "import time\nx=[]\nwhile True:\n    x.append(bytearray(8<<20)); time.sleep(0.01)"]
+memory = "64MiB"
+restart = "never"
+"#,
+    );
+    agent.wait_for("hog to fail", |a| a.service("hog")["state"] == "failed");
+    let svc = agent.service("hog");
+    let exit = &svc["last_exit"];
+    assert_eq!(exit["class"], "oom_killed", "{svc}");
+    assert_eq!(exit["source"], "kernel");
+    assert_eq!(exit["limit"], 64u64 << 20);
+    let peak = exit["peak"].as_u64().expect("peak recorded");
+    assert!(peak > 48 << 20 && peak <= 64 << 20, "peak {peak} should be near the 64 MiB limit");
+    let exits = agent.events_of("hog", "exited");
+    assert_eq!(exits.last().unwrap()["class"], "oom_killed");
+}
+
+#[test]
+fn restart_backoff_doubles_then_crash_loop_is_declared() {
+    let agent = Agent::start(
+        r#"
+[services.flaky]
+command = ["sh", "-c", "exit 3"]
+backoff = { initial = "100ms", max = "400ms", jitter = 0.0 }
+crash_loop = { exits = 4, window = "1m" }
+"#,
+    );
+    agent.wait_for("a crash loop", |a| !a.events_of("flaky", "crash_loop").is_empty());
+    let delays: Vec<u64> = agent
+        .events_of("flaky", "restarting")
+        .iter()
+        .map(|e| e["delay_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(&delays[..5], &[100, 200, 400, 400, 400], "delays: {delays:?}");
+    let crash = &agent.events_of("flaky", "crash_loop")[0];
+    assert_eq!(crash["exits"], 5);
+    assert_eq!(crash["last"][0]["class"], "exited");
+    assert_eq!(crash["last"][0]["code"], 3);
+
+    // The gaps between starts are never shorter than the delays (never spun).
+    let starts: Vec<std::time::SystemTime> = agent
+        .events_of("flaky", "started")
+        .iter()
+        .map(|e| humantime::parse_rfc3339(e["ts"].as_str().unwrap()).unwrap())
+        .collect();
+    for (i, pair) in starts.windows(2).take(4).enumerate() {
+        let gap = pair[1].duration_since(pair[0]).unwrap();
+        assert!(gap >= Duration::from_millis(delays[i]), "start {i}: gap {gap:?} < delay {}", delays[i]);
+    }
+    agent.wait_for("ps to say crash-loop", |a| a.service("flaky")["state"] == "crash-loop");
+    let svc = agent.service("flaky");
+    assert!(svc["recent_exits"].as_array().unwrap().len() >= 4, "{svc}");
+}
+
+#[test]
+fn a_daemonised_grandchild_does_not_survive_down() {
+    let mut agent = Agent::start(
+        r#"
+[services.forker]
+# The grandchild leaves the process group and the session (setsid), as a daemon does.
+command = "setsid sh -c 'echo $$ > grandchild.pid; exec sleep 1000' & exec sleep 1000"
+shell = true
+"#,
+    );
+    let pidfile = agent.path().join("grandchild.pid");
+    wait_until("the grandchild to write its pid", LONG, || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let grandchild: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let main_pid = agent.service("forker")["pid"].as_u64().unwrap() as u32;
+    assert!(pid_alive(grandchild) && pid_alive(main_pid));
+    let status = agent.down();
+    assert!(status.success(), "agent exit: {status}");
+    assert!(!pid_alive(main_pid), "main process survived down");
+    assert!(!pid_alive(grandchild), "daemonised grandchild {grandchild} survived down");
+}
+
+#[test]
+fn processes_get_no_core_dumps_their_oom_score_adj_and_cpus() {
+    let agent = Agent::start(
+        r#"
+[services.pinned]
+command = ["sleep", "1000"]
+cpus = "0"
+oom_score_adj = 321
+
+[services.dumper]
+command = ["sleep", "1000"]
+core_dumps = true
+"#,
+    );
+    agent.wait_for("both running", |a| {
+        a.service("pinned")["state"] == "running" && a.service("dumper")["state"] == "running"
+    });
+    let pid = agent.service("pinned")["pid"].as_u64().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+    assert_eq!(core.split_whitespace().nth(5), Some("0"), "{core}");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap().trim(), "321");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let cpus = status.lines().find(|l| l.starts_with("Cpus_allowed_list")).unwrap();
+    assert_eq!(cpus.split_whitespace().nth(1), Some("0"), "{cpus}");
+
+    let pid = agent.service("dumper")["pid"].as_u64().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
+    assert_ne!(core.split_whitespace().nth(4), Some("0"), "core_dumps = true must raise the limit: {core}");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap().trim(), "500", "default");
+}
+
+#[test]
+fn logs_rotate_by_size_and_tail_reads_across_files() {
+    let agent = Agent::start(
+        r#"
+[services.chatty]
+command = "i=0; while [ $i -lt 400 ]; do echo \"line $i padding-padding-padding\"; i=$((i+1)); done; echo done >&2; exec sleep 1000"
+shell = true
+log = { max_size = "4KiB", keep = 2 }
+"#,
+    );
+    let logs = agent.state_dir().join("logs/chatty");
+    wait_until("the last line in the log", LONG, || {
+        std::fs::read_to_string(logs.join("output.log")).is_ok_and(|s| s.contains("done"))
+    });
+    assert!(logs.join("output.log.1").exists());
+    assert!(logs.join("output.log.2").exists());
+    assert!(!logs.join("output.log.3").exists(), "keep = 2 keeps two old files");
+    for f in ["output.log", "output.log.1", "output.log.2"] {
+        let len = std::fs::metadata(logs.join(f)).unwrap().len();
+        assert!(len <= 4096, "{f} is {len} bytes, over max_size");
+    }
+    let out = agent.cli(&["logs", "chatty", "--tail", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "line 398 padding-padding-padding\nline 399 padding-padding-padding\ndone\n",
+        "stdout and stderr share one ordered log"
+    );
+}
+
+#[test]
+fn stop_escalates_to_sigkill_and_start_restart_work() {
+    let agent = Agent::start(
+        r#"
+[services.stubborn]
+command = "trap '' TERM; echo ready; while true; do sleep 0.05; done"
+shell = true
+stop_timeout = "300ms"
+"#,
+    );
+    agent.wait_for("running", |a| a.service("stubborn")["state"] == "running");
+    let pid = agent.service("stubborn")["pid"].as_u64().unwrap() as u32;
+    let out = agent.cli(&["stop", "stubborn"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!pid_alive(pid), "stop returned while the process lived");
+    let svc = agent.service("stubborn");
+    assert_eq!(svc["state"], "stopped");
+    assert_eq!(svc["last_exit"]["class"], "stopped");
+
+    let out = agent.cli(&["start", "stubborn"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let new_pid = agent.service("stubborn")["pid"].as_u64().unwrap() as u32;
+    assert_ne!(new_pid, pid);
+    let out = agent.cli(&["restart", "stubborn"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let svc = agent.service("stubborn");
+    assert_ne!(svc["pid"].as_u64().unwrap() as u32, new_pid);
+    assert_eq!(svc["restarts"], 1);
+
+    let out = agent.cli(&["restart", "nosuch"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no service named \"nosuch\"; this config has: stubborn"), "{}", stderr(&out));
+}
+
+#[test]
+fn strays_left_by_a_crashed_main_process_are_killed_before_the_restart() {
+    let agent = Agent::start(
+        r#"
+[services.leaky]
+command = "setsid sleep 1000 & sleep 0.2; exit 1"
+shell = true
+backoff = { initial = "5s", max = "5s" }
+"#,
+    );
+    agent.wait_for("a stray_killed event", |a| !a.events_of("leaky", "stray_killed").is_empty());
+    let ev = &agent.events_of("leaky", "stray_killed")[0];
+    let stray = ev["pids"][0].as_u64().unwrap() as u32;
+    assert!(!pid_alive(stray), "stray {stray} still alive");
+}
