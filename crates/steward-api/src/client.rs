@@ -48,15 +48,22 @@ impl Client {
         line.push(b'\n');
         self.stream.write_all(&line).map_err(io)?;
         let mut reply = String::new();
-        BufReader::new(&self.stream).read_line(&mut reply).map_err(io)?;
+        BufReader::new(&self.stream)
+            .read_line(&mut reply)
+            .map_err(io)?;
         if reply.is_empty() {
-            return Err(ApiError::BadReply("the agent closed the connection without replying".into()));
+            return Err(ApiError::BadReply(
+                "the agent closed the connection without replying".into(),
+            ));
         }
-        let resp: Response = serde_json::from_str(&reply).map_err(|e| ApiError::BadReply(e.to_string()))?;
+        let resp: Response =
+            serde_json::from_str(&reply).map_err(|e| ApiError::BadReply(e.to_string()))?;
         if resp.ok {
             Ok(resp)
         } else {
-            Err(ApiError::Agent(resp.error.unwrap_or_else(|| "the agent refused".into())))
+            Err(ApiError::Agent(
+                resp.error.unwrap_or_else(|| "the agent refused".into()),
+            ))
         }
     }
 }

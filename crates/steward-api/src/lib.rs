@@ -21,9 +21,16 @@ pub enum ApiError {
     #[error("no steward agent is running for {} (nothing answers on {}); start one with `steward up`", state_dir.display(), socket.display())]
     NoAgent { state_dir: PathBuf, socket: PathBuf },
     #[error("another steward agent{} already runs on the state dir {}; stop it with `steward down`, or give this one another state_dir", pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), state_dir.display())]
-    AlreadyRunning { pid: Option<u32>, state_dir: PathBuf },
+    AlreadyRunning {
+        pid: Option<u32>,
+        state_dir: PathBuf,
+    },
     #[error("the socket path {} is {len} bytes, longer than a unix socket allows ({max}); set a shorter state_dir", path.display())]
-    SocketPathTooLong { path: PathBuf, len: usize, max: usize },
+    SocketPathTooLong {
+        path: PathBuf,
+        len: usize,
+        max: usize,
+    },
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,

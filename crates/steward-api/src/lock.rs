@@ -60,7 +60,10 @@ pub fn bind_socket(state_dir: &Path) -> Result<tokio::net::UnixListener, ApiErro
         });
     }
     if path.exists() {
-        tracing::info!("removing a stale socket {} left by an agent that did not stop cleanly", path.display());
+        tracing::info!(
+            "removing a stale socket {} left by an agent that did not stop cleanly",
+            path.display()
+        );
         std::fs::remove_file(&path).map_err(|source| ApiError::Io {
             what: "cannot remove the stale socket",
             path: path.clone(),
@@ -72,10 +75,12 @@ pub fn bind_socket(state_dir: &Path) -> Result<tokio::net::UnixListener, ApiErro
         path: path.clone(),
         source,
     })?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|source| ApiError::Io {
-        what: "cannot restrict the permissions of",
-        path,
-        source,
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        ApiError::Io {
+            what: "cannot restrict the permissions of",
+            path,
+            source,
+        }
     })?;
     Ok(listener)
 }

@@ -7,9 +7,15 @@ use steward_supervise::ServiceStatus;
 pub enum Request {
     Ping,
     Ps,
-    Start { service: String },
-    Stop { service: String },
-    Restart { service: String },
+    Start {
+        service: String,
+    },
+    Stop {
+        service: String,
+    },
+    Restart {
+        service: String,
+    },
     /// Stop every service, then end the agent.
     Down,
 }

@@ -45,7 +45,9 @@ pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Incoming>) {
                             if requests.send((req, tx)).await.is_err() {
                                 Response::error("the agent is shutting down")
                             } else {
-                                rx.await.unwrap_or_else(|_| Response::error("the agent is shutting down"))
+                                rx.await.unwrap_or_else(|_| {
+                                    Response::error("the agent is shutting down")
+                                })
                             }
                         }
                     }

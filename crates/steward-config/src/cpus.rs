@@ -13,13 +13,16 @@ impl FromStr for CpuList {
     fn from_str(s: &str) -> Result<Self, String> {
         let mut cpus = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let bad = || format!("\"{part}\" in \"{s}\" is not a CPU or range; write e.g. \"0-3,8\"");
+            let bad =
+                || format!("\"{part}\" in \"{s}\" is not a CPU or range; write e.g. \"0-3,8\"");
             match part.split_once('-') {
                 Some((a, b)) => {
                     let a: usize = a.trim().parse().map_err(|_| bad())?;
                     let b: usize = b.trim().parse().map_err(|_| bad())?;
                     if a > b {
-                        return Err(format!("range \"{part}\" runs backwards; write \"{b}-{a}\""));
+                        return Err(format!(
+                            "range \"{part}\" runs backwards; write \"{b}-{a}\""
+                        ));
                     }
                     cpus.extend(a..=b);
                 }
@@ -76,7 +79,10 @@ impl<'de> Deserialize<'de> for CpuList {
         match form {
             Form::Text(s) => s.parse().map_err(serde::de::Error::custom),
             Form::List(v) => CpuList::from_str(
-                &v.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                &v.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
             )
             .map_err(serde::de::Error::custom),
         }

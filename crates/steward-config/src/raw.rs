@@ -47,7 +47,10 @@ pub struct RawService {
 /// `command = ["python3", "serve.py"]`, or a string that is split like a shell would
 /// (without running one) unless `shell = true`.
 #[derive(Debug, Deserialize)]
-#[serde(untagged, expecting = "an argv array such as [\"python3\", \"serve.py\"] or a string")]
+#[serde(
+    untagged,
+    expecting = "an argv array such as [\"python3\", \"serve.py\"] or a string"
+)]
 pub enum RawCommand {
     Argv(Vec<String>),
     Line(String),
@@ -92,7 +95,11 @@ pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
         let offset = inner.span().map_or(0, |s| s.start);
         ConfigError::Invalid {
             location: Location::from_offset(path.to_path_buf(), text, offset),
-            key: if key == "." { "(top level)".into() } else { key },
+            key: if key == "." {
+                "(top level)".into()
+            } else {
+                key
+            },
             message: with_did_you_mean(inner.message()),
         }
     })

@@ -114,7 +114,11 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn err(&self, key: &[&str], message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
-            location: Location::from_offset(self.path.to_path_buf(), self.text, locate(self.text, key)),
+            location: Location::from_offset(
+                self.path.to_path_buf(),
+                self.text,
+                locate(self.text, key),
+            ),
             key: key.join("."),
             message: message.into(),
         }
@@ -200,14 +204,20 @@ fn resolve_service(
         ));
     }
     if crash_loop.window.0.is_zero() {
-        return Err(ctx.err(&["services", name, "crash_loop", "window"], "must be longer than 0s"));
+        return Err(ctx.err(
+            &["services", name, "crash_loop", "window"],
+            "must be longer than 0s",
+        ));
     }
 
     if let Some(mem) = raw.memory {
         if mem.bytes() < 4 * 1024 * 1024 {
             return Err(ctx.err(
                 &key("memory"),
-                format!("{} is too small to run a process; give at least \"4MiB\"", mem.both()),
+                format!(
+                    "{} is too small to run a process; give at least \"4MiB\"",
+                    mem.both()
+                ),
             ));
         }
     }
@@ -383,18 +393,26 @@ mod tests {
     #[test]
     fn strings_split_like_a_shell_but_refuse_shell_syntax() {
         assert_eq!(
-            resolve_command(Some(RawCommand::Line("sh -c 'echo hi; exit 3'".into())), false).unwrap(),
+            resolve_command(
+                Some(RawCommand::Line("sh -c 'echo hi; exit 3'".into())),
+                false
+            )
+            .unwrap(),
             vec!["sh", "-c", "echo hi; exit 3"]
         );
-        assert!(resolve_command(Some(RawCommand::Line("a | b".into())), false)
-            .unwrap_err()
-            .contains("shell = true"));
+        assert!(
+            resolve_command(Some(RawCommand::Line("a | b".into())), false)
+                .unwrap_err()
+                .contains("shell = true")
+        );
         assert_eq!(
             resolve_command(Some(RawCommand::Line("a | b".into())), true).unwrap(),
             vec!["/bin/sh", "-c", "a | b"]
         );
-        assert!(resolve_command(Some(RawCommand::Line("x 'open".into())), false)
-            .unwrap_err()
-            .contains("unbalanced"));
+        assert!(
+            resolve_command(Some(RawCommand::Line("x 'open".into())), false)
+                .unwrap_err()
+                .contains("unbalanced")
+        );
     }
 }

@@ -201,8 +201,16 @@ mod tests {
 
     #[test]
     fn missing_unit_and_garbage_are_refused() {
-        assert!("1024".parse::<ByteSize>().unwrap_err().0.contains("no unit"));
-        assert!("lots".parse::<ByteSize>().unwrap_err().0.contains("not a size"));
+        assert!("1024"
+            .parse::<ByteSize>()
+            .unwrap_err()
+            .0
+            .contains("no unit"));
+        assert!("lots"
+            .parse::<ByteSize>()
+            .unwrap_err()
+            .0
+            .contains("not a size"));
         assert!("12 furlongs"
             .parse::<ByteSize>()
             .unwrap_err()
@@ -212,7 +220,10 @@ mod tests {
 
     #[test]
     fn prints_both_units() {
-        assert_eq!(ByteSize(503 * 1024 * 1024 * 1024).both(), "503.00 GiB (540.09 GB)");
+        assert_eq!(
+            ByteSize(503 * 1024 * 1024 * 1024).both(),
+            "503.00 GiB (540.09 GB)"
+        );
         assert_eq!(ByteSize(12).both(), "12 B (12 B)");
     }
 }

@@ -99,7 +99,12 @@ impl fmt::Display for ExitClass {
                     OomSource::Kernel => "OOM-killed by the kernel in its cgroup",
                     OomSource::Watchdog => "killed by steward's RSS watchdog (soft limit)",
                 };
-                write!(f, "{who}: peak {} against a limit of {}", fmt_bytes(*peak), fmt_bytes(*limit))
+                write!(
+                    f,
+                    "{who}: peak {} against a limit of {}",
+                    fmt_bytes(*peak),
+                    fmt_bytes(*limit)
+                )
             }
             ExitClass::TimedOut => f.write_str("killed after its timeout"),
             ExitClass::KilledUnhealthy => f.write_str("killed after failing its health checks"),

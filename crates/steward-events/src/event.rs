@@ -35,19 +35,31 @@ pub enum EventKind {
         ran_ms: u64,
     },
     /// Processes of the service that outlived its main process and were killed.
-    StrayKilled { pids: Vec<u32> },
-    Restarting { delay_ms: u64, restarts: u32 },
+    StrayKilled {
+        pids: Vec<u32>,
+    },
+    Restarting {
+        delay_ms: u64,
+        restarts: u32,
+    },
     CrashLoop {
         exits: u32,
         window_ms: u64,
         last: Vec<ExitClass>,
     },
-    Stopping { signal: String },
+    Stopping {
+        signal: String,
+    },
     Stopped,
     /// A limit could not be applied as asked (for example, no cgroup): what is in effect.
-    Limits { enforcement: Enforcement, note: String },
+    Limits {
+        enforcement: Enforcement,
+        note: String,
+    },
     /// Processes left from an agent that died were found in its cgroups and killed.
-    LeftoversKilled { pids: Vec<u32> },
+    LeftoversKilled {
+        pids: Vec<u32>,
+    },
 }
 
 impl Event {
@@ -63,7 +75,11 @@ impl Event {
     pub fn summary(&self) -> String {
         let who = self.service.as_deref().unwrap_or("agent");
         let what = match &self.kind {
-            EventKind::AgentStarted { pid, config, cgroups } => {
+            EventKind::AgentStarted {
+                pid,
+                config,
+                cgroups,
+            } => {
                 format!("agent started (pid {pid}, config {config}, limits via {cgroups})")
             }
             EventKind::AgentStopped => "agent stopped".into(),
@@ -75,21 +91,34 @@ impl Event {
                 format!("pid {pid} {class} after {:.1}s", *ran_ms as f64 / 1000.0)
             }
             EventKind::StrayKilled { pids } => {
-                format!("killed {} process(es) left behind by the main process: {pids:?}", pids.len())
+                format!(
+                    "killed {} process(es) left behind by the main process: {pids:?}",
+                    pids.len()
+                )
             }
             EventKind::Restarting { delay_ms, restarts } => {
                 format!("restarting in {delay_ms} ms (restart #{restarts})")
             }
-            EventKind::CrashLoop { exits, window_ms, last } => format!(
+            EventKind::CrashLoop {
+                exits,
+                window_ms,
+                last,
+            } => format!(
                 "crash loop: {exits} exits within {}s; last: {}; retrying at the max backoff",
                 window_ms / 1000,
-                last.iter().map(ExitClass::short).collect::<Vec<_>>().join(", ")
+                last.iter()
+                    .map(ExitClass::short)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             EventKind::Stopping { signal } => format!("stopping with {signal}"),
             EventKind::Stopped => "stopped".into(),
             EventKind::Limits { enforcement, note } => format!("limits {enforcement}: {note}"),
             EventKind::LeftoversKilled { pids } => {
-                format!("killed {} process(es) left by an earlier agent: {pids:?}", pids.len())
+                format!(
+                    "killed {} process(es) left by an earlier agent: {pids:?}",
+                    pids.len()
+                )
             }
         };
         format!("{who}: {what}")

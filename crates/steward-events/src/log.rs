@@ -51,10 +51,11 @@ impl EventLog {
         let mut line = serde_json::to_vec(event).expect("events serialize");
         line.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        file.write_all(&line).map_err(|source| EventLogError::Write {
-            path: self.path.clone(),
-            source,
-        })
+        file.write_all(&line)
+            .map_err(|source| EventLogError::Write {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// Reads every event in the file; lines that do not parse (a torn write, a newer
@@ -103,6 +104,9 @@ mod tests {
         let read = EventLog::read_all(&path).unwrap();
         assert_eq!(read, vec![ev]);
         let line = std::fs::read_to_string(&path).unwrap();
-        assert!(line.contains(r#""event":"exited","pid":42,"class":"exited","code":3"#), "{line}");
+        assert!(
+            line.contains(r#""event":"exited","pid":42,"class":"exited","code":3"#),
+            "{line}"
+        );
     }
 }

@@ -52,7 +52,15 @@ mod tests {
         let refusals = admit(&cfg, &mem);
         assert_eq!(refusals.len(), 1);
         assert_eq!(refusals[0].key, "services.big.memory");
-        assert!(refusals[0].message.contains("500.00 GiB (536.87 GB)"), "{}", refusals[0].message);
-        assert!(refusals[0].message.contains("64.00 GiB (68.72 GB)"), "{}", refusals[0].message);
+        assert!(
+            refusals[0].message.contains("500.00 GiB (536.87 GB)"),
+            "{}",
+            refusals[0].message
+        );
+        assert!(
+            refusals[0].message.contains("64.00 GiB (68.72 GB)"),
+            "{}",
+            refusals[0].message
+        );
     }
 }

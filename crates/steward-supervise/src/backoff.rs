@@ -74,7 +74,13 @@ impl RestartTracker {
             crash_loop: in_loop.then(|| CrashLoopReport {
                 exits: self.window.len() as u32,
                 window: self.crash.window.0,
-                last: self.window.iter().rev().take(5).map(|(_, c)| c.clone()).collect(),
+                last: self
+                    .window
+                    .iter()
+                    .rev()
+                    .take(5)
+                    .map(|(_, c)| c.clone())
+                    .collect(),
             }),
         }
     }
@@ -129,20 +135,36 @@ mod tests {
         let fail = ExitClass::Exited { code: 1 };
         let delays: Vec<u128> = (0..6)
             .map(|i| {
-                t.on_exit(start + Duration::from_secs(i), Duration::from_millis(5), fail.clone(), 0.0)
-                    .delay
-                    .as_millis()
+                t.on_exit(
+                    start + Duration::from_secs(i),
+                    Duration::from_millis(5),
+                    fail.clone(),
+                    0.0,
+                )
+                .delay
+                .as_millis()
             })
             .collect();
         assert_eq!(delays, vec![100, 200, 400, 800, 800, 800]);
-        let after_healthy = t.on_exit(start + Duration::from_secs(30), Duration::from_secs(11), fail, 0.0);
+        let after_healthy = t.on_exit(
+            start + Duration::from_secs(30),
+            Duration::from_secs(11),
+            fail,
+            0.0,
+        );
         assert_eq!(after_healthy.delay, Duration::from_millis(100));
     }
 
     #[test]
     fn jitter_only_shortens() {
-        assert_eq!(with_jitter(Duration::from_millis(800), 0.5, 1.0), Duration::from_millis(400));
-        assert_eq!(with_jitter(Duration::from_millis(800), 0.5, 0.0), Duration::from_millis(800));
+        assert_eq!(
+            with_jitter(Duration::from_millis(800), 0.5, 1.0),
+            Duration::from_millis(400)
+        );
+        assert_eq!(
+            with_jitter(Duration::from_millis(800), 0.5, 0.0),
+            Duration::from_millis(800)
+        );
     }
 
     #[test]
@@ -150,16 +172,33 @@ mod tests {
         let mut t = tracker(3);
         let start = Instant::now();
         for i in 0..3 {
-            let d = t.on_exit(start + Duration::from_millis(i), Duration::ZERO, ExitClass::Exited { code: 2 }, 0.0);
+            let d = t.on_exit(
+                start + Duration::from_millis(i),
+                Duration::ZERO,
+                ExitClass::Exited { code: 2 },
+                0.0,
+            );
             assert!(d.crash_loop.is_none());
         }
-        let d = t.on_exit(start + Duration::from_millis(4), Duration::ZERO, ExitClass::signaled(9), 0.0);
-        let report = d.crash_loop.expect("fourth exit within the window is a crash loop");
+        let d = t.on_exit(
+            start + Duration::from_millis(4),
+            Duration::ZERO,
+            ExitClass::signaled(9),
+            0.0,
+        );
+        let report = d
+            .crash_loop
+            .expect("fourth exit within the window is a crash loop");
         assert_eq!(report.exits, 4);
         assert_eq!(report.last[0], ExitClass::signaled(9));
         assert_eq!(d.delay, Duration::from_millis(800));
         // Exits that have slid out of the window no longer count.
-        let later = t.on_exit(start + Duration::from_secs(120), Duration::ZERO, ExitClass::Exited { code: 2 }, 0.0);
+        let later = t.on_exit(
+            start + Duration::from_secs(120),
+            Duration::ZERO,
+            ExitClass::Exited { code: 2 },
+            0.0,
+        );
         assert!(later.crash_loop.is_none());
     }
 }

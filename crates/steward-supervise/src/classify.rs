@@ -63,10 +63,17 @@ mod tests {
         };
         assert!(matches!(
             classify(WaitOutcome::Signaled(9), &ev),
-            ExitClass::OomKilled { source: OomSource::Kernel, limit: Some(_), .. }
+            ExitClass::OomKilled {
+                source: OomSource::Kernel,
+                limit: Some(_),
+                ..
+            }
         ));
         // A clean exit is not an OOM even if a child was OOM-killed along the way.
-        assert_eq!(classify(WaitOutcome::Exited(0), &ev), ExitClass::Exited { code: 0 });
+        assert_eq!(
+            classify(WaitOutcome::Exited(0), &ev),
+            ExitClass::Exited { code: 0 }
+        );
     }
 
     #[test]
@@ -79,7 +86,13 @@ mod tests {
             stop_requested: true,
             ..Default::default()
         };
-        assert_eq!(classify(WaitOutcome::Signaled(15), &stop), ExitClass::Stopped);
-        assert_eq!(classify(WaitOutcome::Exited(3), &Evidence::default()), ExitClass::Exited { code: 3 });
+        assert_eq!(
+            classify(WaitOutcome::Signaled(15), &stop),
+            ExitClass::Stopped
+        );
+        assert_eq!(
+            classify(WaitOutcome::Exited(3), &Evidence::default()),
+            ExitClass::Exited { code: 3 }
+        );
     }
 }

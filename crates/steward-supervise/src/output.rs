@@ -45,7 +45,7 @@ impl LogFiles {
                     .collect()
             })
             .unwrap_or_default();
-        rotated.sort_by(|a, b| b.0.cmp(&a.0));
+        rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
         let mut paths: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
         let current = dir.join(CURRENT);
         if current.exists() {
@@ -95,7 +95,10 @@ impl LogFiles {
         } else {
             fs::rename(&current, name(1))?;
         }
-        self.file = OpenOptions::new().create(true).append(true).open(&current)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&current)?;
         self.size = 0;
         Ok(())
     }
@@ -151,7 +154,10 @@ mod tests {
         log.write(b"aaaaaaaa\nbbbbbbbb\n").unwrap();
         log.write(b"cccccccc\ndddddddd\n").unwrap();
         let paths = LogFiles::paths_oldest_first(dir.path());
-        let contents: Vec<String> = paths.iter().map(|p| fs::read_to_string(p).unwrap()).collect();
+        let contents: Vec<String> = paths
+            .iter()
+            .map(|p| fs::read_to_string(p).unwrap())
+            .collect();
         assert_eq!(contents, vec!["bbbbbbbb\n", "cccccccc\n", "dddddddd\n"]);
         // A line longer than max_size is split rather than overflowing a file.
         log.write(b"0123456789012345").unwrap();

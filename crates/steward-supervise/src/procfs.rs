@@ -39,7 +39,12 @@ pub fn state(pid: i32) -> Option<char> {
 /// Parent pid from `/proc/PID/stat`.
 pub fn ppid(pid: i32) -> Option<i32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 pub fn is_zombie(pid: i32) -> bool {

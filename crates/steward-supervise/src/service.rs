@@ -65,7 +65,12 @@ impl Shared {
         } else if let Some(g) = &self.cgroup {
             g.memory_current()
         } else {
-            Some(procfs::pids_with_marker(unit).into_iter().filter_map(procfs::rss_bytes).sum())
+            Some(
+                procfs::pids_with_marker(unit)
+                    .into_iter()
+                    .filter_map(procfs::rss_bytes)
+                    .sum(),
+            )
         };
         ServiceStatus {
             name: svc.name.clone(),
@@ -182,12 +187,18 @@ impl Runner {
             if !restart {
                 want_running = false;
                 self.set(|s| {
-                    s.state = if failed { ServiceState::Failed } else { ServiceState::Exited }
+                    s.state = if failed {
+                        ServiceState::Failed
+                    } else {
+                        ServiceState::Exited
+                    }
                 });
                 continue;
             }
 
-            let decision = self.tracker.on_exit(Instant::now(), end.ran, end.class, fastrand::f64());
+            let decision =
+                self.tracker
+                    .on_exit(Instant::now(), end.ran, end.class, fastrand::f64());
             let restarts = self.shared.lock().map(|s| s.restarts + 1).unwrap_or(1);
             if let Some(report) = &decision.crash_loop {
                 self.emit(EventKind::CrashLoop {
@@ -260,7 +271,9 @@ impl Runner {
     fn spawn_failed(&mut self, reason: String) -> RunEnd {
         self.emit(EventKind::Exited {
             pid: 0,
-            class: ExitClass::SpawnFailed { reason: reason.clone() },
+            class: ExitClass::SpawnFailed {
+                reason: reason.clone(),
+            },
             ran_ms: 0,
         });
         for done in self.waiting_for_spawn.drain(..) {
@@ -282,7 +295,13 @@ impl Runner {
             Ok(p) => p,
             Err(e) => return self.spawn_failed(format!("cannot create the output pipe: {e}")),
         };
-        let mut cmd = match spawn::build(&self.svc, &self.svc.name, &self.unit, cgroup.as_ref(), write_end) {
+        let mut cmd = match spawn::build(
+            &self.svc,
+            &self.svc.name,
+            &self.unit,
+            cgroup.as_ref(),
+            write_end,
+        ) {
             Ok(c) => c,
             Err(reason) => return self.spawn_failed(reason),
         };
@@ -291,9 +310,7 @@ impl Runner {
         drop(cmd);
         let (pid, mut exit_rx) = match spawned {
             Ok(x) => x,
-            Err(e) => {
-                return self.spawn_failed(format!("cannot start {}: {e}", self.svc.argv[0]))
-            }
+            Err(e) => return self.spawn_failed(format!("cannot start {}: {e}", self.svc.argv[0])),
         };
         let started = Instant::now();
         output::pump(read_end, self.logs.clone(), self.svc.name.clone());
@@ -423,7 +440,11 @@ impl Runner {
     async fn kill_strays(&self, cgroup: Option<&ServiceCgroup>) -> Vec<i32> {
         let list = || -> Vec<i32> {
             match cgroup {
-                Some(g) => g.pids().into_iter().filter(|&p| !procfs::is_zombie(p)).collect(),
+                Some(g) => g
+                    .pids()
+                    .into_iter()
+                    .filter(|&p| !procfs::is_zombie(p))
+                    .collect(),
                 None => procfs::pids_with_marker(&self.unit),
             }
         };

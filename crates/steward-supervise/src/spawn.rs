@@ -16,7 +16,10 @@ use steward_config::Service;
 /// Checks that the service's program and working directory exist, before anything starts.
 pub fn preflight(svc: &Service) -> Result<(), String> {
     if !svc.cwd.is_dir() {
-        return Err(format!("working directory {} does not exist", svc.cwd.display()));
+        return Err(format!(
+            "working directory {} does not exist",
+            svc.cwd.display()
+        ));
     }
     resolve_program(&svc.argv[0], &svc.cwd, &path_var(svc)).map(drop)
 }
@@ -38,7 +41,10 @@ pub fn build(
     output: OwnedFd,
 ) -> Result<Command, String> {
     if !svc.cwd.is_dir() {
-        return Err(format!("working directory {} does not exist", svc.cwd.display()));
+        return Err(format!(
+            "working directory {} does not exist",
+            svc.cwd.display()
+        ));
     }
     let program = resolve_program(&svc.argv[0], &svc.cwd, &path_var(svc))?;
 
@@ -68,7 +74,8 @@ pub fn build(
 /// bare ENOENT.
 fn resolve_program(name: &str, cwd: &Path, path_var: &str) -> Result<PathBuf, String> {
     let check = |p: &Path| -> Result<(), String> {
-        let meta = std::fs::metadata(p).map_err(|_| format!("program {} not found", p.display()))?;
+        let meta =
+            std::fs::metadata(p).map_err(|_| format!("program {} not found", p.display()))?;
         if meta.is_dir() {
             return Err(format!("{} is a directory, not a program", p.display()));
         }
@@ -111,7 +118,8 @@ impl ChildSetup {
             Some(list) => {
                 let mut set = nix::sched::CpuSet::new();
                 for &cpu in &list.0 {
-                    set.set(cpu).map_err(|_| format!("CPU {cpu} is beyond what this system supports"))?;
+                    set.set(cpu)
+                        .map_err(|_| format!("CPU {cpu} is beyond what this system supports"))?;
                 }
                 Some(set)
             }
@@ -120,7 +128,10 @@ impl ChildSetup {
             .map(|g| g.procs_files())
             .unwrap_or_default()
             .into_iter()
-            .map(|p| CString::new(p.as_os_str().as_bytes()).map_err(|_| "cgroup path holds a NUL byte".to_string()))
+            .map(|p| {
+                CString::new(p.as_os_str().as_bytes())
+                    .map_err(|_| "cgroup path holds a NUL byte".to_string())
+            })
             .collect::<Result<_, _>>()?;
         Ok(ChildSetup {
             core_dumps: svc.core_dumps,
@@ -133,26 +144,47 @@ impl ChildSetup {
     /// Runs in the child between fork and exec; stderr is already the service's log.
     fn apply(&self) -> std::io::Result<()> {
         for procs in &self.cgroup_procs {
-            write_path(procs, b"0").map_err(|e| report("steward: cannot join the service's cgroup", e))?;
+            write_path(procs, b"0")
+                .map_err(|e| report("steward: cannot join the service's cgroup", e))?;
         }
         let core = if self.core_dumps {
             // Raise the soft limit to the hard one.
-            let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            let mut cur = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
             // SAFETY: valid pointer to a local.
             unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut cur) };
-            libc::rlimit { rlim_cur: cur.rlim_max, rlim_max: cur.rlim_max }
+            libc::rlimit {
+                rlim_cur: cur.rlim_max,
+                rlim_max: cur.rlim_max,
+            }
         } else {
-            libc::rlimit { rlim_cur: 0, rlim_max: 0 }
+            libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            }
         };
         // SAFETY: valid pointer to a local.
         if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &core) } != 0 {
-            return Err(report("steward: cannot set RLIMIT_CORE", std::io::Error::last_os_error()));
+            return Err(report(
+                "steward: cannot set RLIMIT_CORE",
+                std::io::Error::last_os_error(),
+            ));
         }
-        write_path(c"/proc/self/oom_score_adj", &self.oom_score_adj)
-            .map_err(|e| report("steward: cannot set oom_score_adj (lowering it needs CAP_SYS_RESOURCE)", e))?;
+        write_path(c"/proc/self/oom_score_adj", &self.oom_score_adj).map_err(|e| {
+            report(
+                "steward: cannot set oom_score_adj (lowering it needs CAP_SYS_RESOURCE)",
+                e,
+            )
+        })?;
         if let Some(set) = &self.cpus {
-            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set)
-                .map_err(|e| report("steward: cannot set CPU affinity (are those CPUs online and allowed?)", e.into()))?;
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set).map_err(|e| {
+                report(
+                    "steward: cannot set CPU affinity (are those CPUs online and allowed?)",
+                    e.into(),
+                )
+            })?;
         }
         Ok(())
     }

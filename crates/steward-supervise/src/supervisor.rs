@@ -105,13 +105,19 @@ impl Supervisor {
     }
 
     fn handle(&self, name: &str) -> Result<&Handle, SuperviseError> {
-        self.services.get(name).ok_or_else(|| SuperviseError::UnknownService {
-            name: name.to_string(),
-            known: self.services.keys().cloned().collect::<Vec<_>>().join(", "),
-        })
+        self.services
+            .get(name)
+            .ok_or_else(|| SuperviseError::UnknownService {
+                name: name.to_string(),
+                known: self.services.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
     }
 
-    async fn send(&self, name: &str, make: fn(oneshot::Sender<()>) -> Control) -> Result<(), SuperviseError> {
+    async fn send(
+        &self,
+        name: &str,
+        make: fn(oneshot::Sender<()>) -> Control,
+    ) -> Result<(), SuperviseError> {
         let handle = self.handle(name)?;
         let (done, wait) = oneshot::channel();
         handle
@@ -119,7 +125,8 @@ impl Supervisor {
             .send(make(done))
             .await
             .map_err(|_| SuperviseError::TaskGone(name.to_string()))?;
-        wait.await.map_err(|_| SuperviseError::TaskGone(name.to_string()))
+        wait.await
+            .map_err(|_| SuperviseError::TaskGone(name.to_string()))
     }
 
     /// Starts a service; returns once its process has been spawned (or failed to).
@@ -174,10 +181,11 @@ impl Supervisor {
         self.services
             .values()
             .map(|h| {
-                h.shared
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .snapshot(&h.service, &h.unit, enforcement)
+                h.shared.lock().unwrap_or_else(|p| p.into_inner()).snapshot(
+                    &h.service,
+                    &h.unit,
+                    enforcement,
+                )
             })
             .collect()
     }

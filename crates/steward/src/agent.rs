@@ -24,7 +24,11 @@ pub fn preflight(config: &Config) -> Result<()> {
     }
     for svc in config.services.values() {
         if let Err(why) = steward_supervise::preflight(svc) {
-            bail!("{}: services.{}.command: {why}", config.path.display(), svc.name);
+            bail!(
+                "{}: services.{}.command: {why}",
+                config.path.display(),
+                svc.name
+            );
         }
     }
     Ok(())
@@ -87,17 +91,27 @@ async fn agent_main(config: Config) -> Result<()> {
 
     let leftovers = cgroups.kill_leftovers();
     if !leftovers.is_empty() {
-        ctx.emit(None, EventKind::LeftoversKilled {
-            pids: leftovers.iter().map(|&p| p as u32).collect(),
-        });
+        ctx.emit(
+            None,
+            EventKind::LeftoversKilled {
+                pids: leftovers.iter().map(|&p| p as u32).collect(),
+            },
+        );
     }
-    ctx.emit(None, EventKind::AgentStarted {
-        pid: std::process::id(),
-        config: config.path.display().to_string(),
-        cgroups: cgroups.describe(),
-    });
+    ctx.emit(
+        None,
+        EventKind::AgentStarted {
+            pid: std::process::id(),
+            config: config.path.display().to_string(),
+            cgroups: cgroups.describe(),
+        },
+    );
     if let CgroupDriver::None { reason } = cgroups.as_ref() {
-        if config.services.values().any(|s| s.memory.is_some() || s.pids_max.is_some()) {
+        if config
+            .services
+            .values()
+            .any(|s| s.memory.is_some() || s.pids_max.is_some())
+        {
             ctx.emit(None, EventKind::Limits {
                 enforcement: steward_events::Enforcement::Soft,
                 note: format!("memory limits are soft (RSS polled every 500 ms) and pids_max is not enforced: {reason}"),
@@ -225,7 +239,9 @@ pub fn run_detached(config: &Config, config_arg: &Path) -> Result<()> {
     // SAFETY: setsid is async-signal-safe.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            nix::unistd::setsid().map(drop).map_err(std::io::Error::from)
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
         });
     }
     let mut child = cmd.spawn().context("cannot start the background agent")?;
@@ -251,7 +267,10 @@ pub fn run_detached(config: &Config, config_arg: &Path) -> Result<()> {
             );
         }
         if Instant::now() > deadline {
-            bail!("the background agent did not answer within 30s; see {}", log_path.display());
+            bail!(
+                "the background agent did not answer within 30s; see {}",
+                log_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -18,7 +18,12 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct Target {
     /// The config file; its state dir holds the agent's socket, logs and events.
-    #[arg(short = 'f', long = "file", env = "STEWARD_CONFIG", default_value = "steward.toml")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        env = "STEWARD_CONFIG",
+        default_value = "steward.toml"
+    )]
     pub file: PathBuf,
     /// Talk to the agent of this state dir instead of the one the config names.
     #[arg(long, env = "STEWARD_STATE_DIR")]

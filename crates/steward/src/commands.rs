@@ -29,15 +29,30 @@ pub fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Ps { target, json } => ps(&target, json)?,
         Command::Start { service, target } => {
-            request(&target::state_dir(&target)?, &Request::Start { service: service.clone() })?;
+            request(
+                &target::state_dir(&target)?,
+                &Request::Start {
+                    service: service.clone(),
+                },
+            )?;
             println!("{service}: started");
         }
         Command::Stop { service, target } => {
-            request(&target::state_dir(&target)?, &Request::Stop { service: service.clone() })?;
+            request(
+                &target::state_dir(&target)?,
+                &Request::Stop {
+                    service: service.clone(),
+                },
+            )?;
             println!("{service}: stopped");
         }
         Command::Restart { service, target } => {
-            request(&target::state_dir(&target)?, &Request::Restart { service: service.clone() })?;
+            request(
+                &target::state_dir(&target)?,
+                &Request::Restart {
+                    service: service.clone(),
+                },
+            )?;
             println!("{service}: restarted");
         }
         Command::Logs {
@@ -64,8 +79,13 @@ pub fn run(command: Command) -> Result<ExitCode> {
                     config.state_dir.display()
                 );
                 for svc in config.services.values() {
-                    let mem = svc.memory.map_or("no memory limit".to_string(), |m| format!("memory {}", m.both()));
-                    println!("  {}: {:?}, restart {:?}, {mem}", svc.name, svc.argv, svc.restart);
+                    let mem = svc.memory.map_or("no memory limit".to_string(), |m| {
+                        format!("memory {}", m.both())
+                    });
+                    println!(
+                        "  {}: {:?}, restart {:?}, {mem}",
+                        svc.name, svc.argv, svc.restart
+                    );
                 }
             }
         }
@@ -95,13 +115,23 @@ fn ps(target: &Target, json: bool) -> Result<()> {
 fn print_ps(ps: &PsReply) {
     let mut table = Table::new();
     table.load_preset(presets::NOTHING);
-    table.set_header(["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "MEMORY", "LIMITS"]);
+    table.set_header([
+        "NAME",
+        "STATE",
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "LAST EXIT",
+        "MEMORY",
+        "LIMITS",
+    ]);
     for s in &ps.services {
         table.add_row([
             s.name.clone(),
             state_cell(s),
             s.pid.map_or("-".into(), |p| p.to_string()),
-            s.uptime_ms.map_or("-".into(), |ms| short_duration(Duration::from_millis(ms))),
+            s.uptime_ms
+                .map_or("-".into(), |ms| short_duration(Duration::from_millis(ms))),
             s.restarts.to_string(),
             s.last_exit.as_ref().map_or("-".into(), ToString::to_string),
             memory_cell(s),
@@ -124,7 +154,11 @@ fn print_ps(ps: &PsReply) {
 
 fn state_cell(s: &ServiceStatus) -> String {
     match s.next_start_in_ms {
-        Some(ms) => format!("{} (next start in {})", s.state, short_duration(Duration::from_millis(ms))),
+        Some(ms) => format!(
+            "{} (next start in {})",
+            s.state,
+            short_duration(Duration::from_millis(ms))
+        ),
         None => s.state.to_string(),
     }
 }
@@ -153,12 +187,19 @@ fn logs(state_dir: &Path, service: &str, tail: Option<usize>, follow: bool) -> R
     let dir = state_dir.join("logs").join(service);
     if !dir.is_dir() {
         let known: Vec<String> = std::fs::read_dir(state_dir.join("logs"))
-            .map(|rd| rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
             .unwrap_or_default();
         bail!(
             "no logs for \"{service}\" in {}; services with logs: {}",
             state_dir.display(),
-            if known.is_empty() { "none yet".to_string() } else { known.join(", ") }
+            if known.is_empty() {
+                "none yet".to_string()
+            } else {
+                known.join(", ")
+            }
         );
     }
     let mut out = std::io::stdout().lock();
@@ -179,7 +220,8 @@ fn print_logs(dir: &Path, tail: Option<usize>, follow: bool, out: &mut impl Writ
     match tail {
         None => {
             for path in &files {
-                let mut f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let mut f = std::fs::File::open(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
                 std::io::copy(&mut f, out)?;
             }
         }
@@ -188,7 +230,8 @@ fn print_logs(dir: &Path, tail: Option<usize>, follow: bool, out: &mut impl Writ
             // is not read for a short tail.
             let mut lines: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
             for path in files.iter().rev() {
-                let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+                let f = std::fs::File::open(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
                 let mut file_lines: Vec<Vec<u8>> = Vec::new();
                 for line in std::io::BufReader::new(f).split(b'\n') {
                     file_lines.push(line?);
@@ -220,7 +263,8 @@ fn print_logs(dir: &Path, tail: Option<usize>, follow: bool, out: &mut impl Writ
 fn follow_current(path: &PathBuf, out: &mut impl Write) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let open = || -> Result<(std::fs::File, u64)> {
-        let mut f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut f =
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
         let ino = f.metadata()?.ino();
         f.seek(SeekFrom::End(0))?;
         Ok((f, ino))

@@ -25,7 +25,10 @@ restart = "never"
     assert_eq!(exit["source"], "kernel");
     assert_eq!(exit["limit"], 64u64 << 20);
     let peak = exit["peak"].as_u64().expect("peak recorded");
-    assert!(peak > 48 << 20 && peak <= 64 << 20, "peak {peak} should be near the 64 MiB limit");
+    assert!(
+        peak > 48 << 20 && peak <= 64 << 20,
+        "peak {peak} should be near the 64 MiB limit"
+    );
     let exits = agent.events_of("hog", "exited");
     assert_eq!(exits.last().unwrap()["class"], "oom_killed");
 }
@@ -40,13 +43,19 @@ backoff = { initial = "100ms", max = "400ms", jitter = 0.0 }
 crash_loop = { exits = 4, window = "1m" }
 "#,
     );
-    agent.wait_for("a crash loop", |a| !a.events_of("flaky", "crash_loop").is_empty());
+    agent.wait_for("a crash loop", |a| {
+        !a.events_of("flaky", "crash_loop").is_empty()
+    });
     let delays: Vec<u64> = agent
         .events_of("flaky", "restarting")
         .iter()
         .map(|e| e["delay_ms"].as_u64().unwrap())
         .collect();
-    assert_eq!(&delays[..5], &[100, 200, 400, 400, 400], "delays: {delays:?}");
+    assert_eq!(
+        &delays[..5],
+        &[100, 200, 400, 400, 400],
+        "delays: {delays:?}"
+    );
     let crash = &agent.events_of("flaky", "crash_loop")[0];
     assert_eq!(crash["exits"], 5);
     assert_eq!(crash["last"][0]["class"], "exited");
@@ -60,9 +69,15 @@ crash_loop = { exits = 4, window = "1m" }
         .collect();
     for (i, pair) in starts.windows(2).take(4).enumerate() {
         let gap = pair[1].duration_since(pair[0]).unwrap();
-        assert!(gap >= Duration::from_millis(delays[i]), "start {i}: gap {gap:?} < delay {}", delays[i]);
+        assert!(
+            gap >= Duration::from_millis(delays[i]),
+            "start {i}: gap {gap:?} < delay {}",
+            delays[i]
+        );
     }
-    agent.wait_for("ps to say crash-loop", |a| a.service("flaky")["state"] == "crash-loop");
+    agent.wait_for("ps to say crash-loop", |a| {
+        a.service("flaky")["state"] == "crash-loop"
+    });
     let svc = agent.service("flaky");
     assert!(svc["recent_exits"].as_array().unwrap().len() >= 4, "{svc}");
 }
@@ -81,13 +96,20 @@ shell = true
     wait_until("the grandchild to write its pid", LONG, || {
         std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n'))
     });
-    let grandchild: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let grandchild: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let main_pid = agent.service("forker")["pid"].as_u64().unwrap() as u32;
     assert!(pid_alive(grandchild) && pid_alive(main_pid));
     let status = agent.down();
     assert!(status.success(), "agent exit: {status}");
     assert!(!pid_alive(main_pid), "main process survived down");
-    assert!(!pid_alive(grandchild), "daemonised grandchild {grandchild} survived down");
+    assert!(
+        !pid_alive(grandchild),
+        "daemonised grandchild {grandchild} survived down"
+    );
 }
 
 #[test]
@@ -109,19 +131,43 @@ core_dumps = true
     });
     let pid = agent.service("pinned")["pid"].as_u64().unwrap();
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
     assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
     assert_eq!(core.split_whitespace().nth(5), Some("0"), "{core}");
-    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap().trim(), "321");
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap()
+            .trim(),
+        "321"
+    );
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let cpus = status.lines().find(|l| l.starts_with("Cpus_allowed_list")).unwrap();
+    let cpus = status
+        .lines()
+        .find(|l| l.starts_with("Cpus_allowed_list"))
+        .unwrap();
     assert_eq!(cpus.split_whitespace().nth(1), Some("0"), "{cpus}");
 
     let pid = agent.service("dumper")["pid"].as_u64().unwrap();
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
-    assert_ne!(core.split_whitespace().nth(4), Some("0"), "core_dumps = true must raise the limit: {core}");
-    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap().trim(), "500", "default");
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_ne!(
+        core.split_whitespace().nth(4),
+        Some("0"),
+        "core_dumps = true must raise the limit: {core}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap()
+            .trim(),
+        "500",
+        "default"
+    );
 }
 
 #[test]
@@ -140,7 +186,10 @@ log = { max_size = "4KiB", keep = 2 }
     });
     assert!(logs.join("output.log.1").exists());
     assert!(logs.join("output.log.2").exists());
-    assert!(!logs.join("output.log.3").exists(), "keep = 2 keeps two old files");
+    assert!(
+        !logs.join("output.log.3").exists(),
+        "keep = 2 keeps two old files"
+    );
     for f in ["output.log", "output.log.1", "output.log.2"] {
         let len = std::fs::metadata(logs.join(f)).unwrap().len();
         assert!(len <= 4096, "{f} is {len} bytes, over max_size");
@@ -185,7 +234,11 @@ stop_timeout = "300ms"
 
     let out = agent.cli(&["restart", "nosuch"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("no service named \"nosuch\"; this config has: stubborn"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no service named \"nosuch\"; this config has: stubborn"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -198,7 +251,9 @@ shell = true
 backoff = { initial = "5s", max = "5s" }
 "#,
     );
-    agent.wait_for("a stray_killed event", |a| !a.events_of("leaky", "stray_killed").is_empty());
+    agent.wait_for("a stray_killed event", |a| {
+        !a.events_of("leaky", "stray_killed").is_empty()
+    });
     let ev = &agent.events_of("leaky", "stray_killed")[0];
     let stray = ev["pids"][0].as_u64().unwrap() as u32;
     assert!(!pid_alive(stray), "stray {stray} still alive");

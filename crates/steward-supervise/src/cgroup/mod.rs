@@ -53,7 +53,9 @@ pub enum CgroupDriver {
     V2(v2::V2Base),
     V1(v1::V1Base),
     /// No usable cgroup: the reason, for `ps`, events and `doctor`.
-    None { reason: String },
+    None {
+        reason: String,
+    },
 }
 
 impl CgroupDriver {
@@ -61,11 +63,21 @@ impl CgroupDriver {
     /// different state dirs never touch each other's groups.
     pub fn detect(agent_id: &str) -> CgroupDriver {
         let self_cgroup = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-        Self::detect_at(Path::new("/sys/fs/cgroup"), &self_cgroup, agent_id, std::process::id())
+        Self::detect_at(
+            Path::new("/sys/fs/cgroup"),
+            &self_cgroup,
+            agent_id,
+            std::process::id(),
+        )
     }
 
     /// Probes a cgroup tree mounted at `mount_root` (a fake one in tests).
-    pub fn detect_at(mount_root: &Path, self_cgroup: &str, agent_id: &str, pid: u32) -> CgroupDriver {
+    pub fn detect_at(
+        mount_root: &Path,
+        self_cgroup: &str,
+        agent_id: &str,
+        pid: u32,
+    ) -> CgroupDriver {
         let v2_reason = match v2::V2Base::setup(mount_root, self_cgroup, agent_id, pid) {
             Ok(base) => return CgroupDriver::V2(base),
             Err(e) => e.to_string(),
@@ -96,7 +108,11 @@ impl CgroupDriver {
     }
 
     /// Makes a fresh group for one run of `name` with `limits` applied.
-    pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<Option<ServiceCgroup>, CgroupError> {
+    pub fn create(
+        &self,
+        name: &str,
+        limits: &CgroupLimits,
+    ) -> Result<Option<ServiceCgroup>, CgroupError> {
         match self {
             CgroupDriver::V2(b) => b.create(name, limits).map(Some),
             CgroupDriver::V1(b) => b.create(name, limits).map(Some),
@@ -163,7 +179,10 @@ pub struct ServiceCgroup {
 
 impl ServiceCgroup {
     fn from_dirs(dirs: Vec<PathBuf>) -> Self {
-        ServiceCgroup { dirs, version: None }
+        ServiceCgroup {
+            dirs,
+            version: None,
+        }
     }
 
     /// The `cgroup.procs` files a new process writes itself into before `exec`.
@@ -210,7 +229,11 @@ impl ServiceCgroup {
             .dirs
             .iter()
             .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
-            .flat_map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<_>>())
+            .flat_map(|t| {
+                t.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         pids.sort_unstable();
         pids.dedup();

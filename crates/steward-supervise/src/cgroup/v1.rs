@@ -13,7 +13,11 @@ pub struct V1Base {
 }
 
 impl V1Base {
-    pub(super) fn setup(mount_root: &Path, self_cgroup: &str, agent_id: &str) -> Result<Self, CgroupError> {
+    pub(super) fn setup(
+        mount_root: &Path,
+        self_cgroup: &str,
+        agent_id: &str,
+    ) -> Result<Self, CgroupError> {
         let memory = base_dir(mount_root, self_cgroup, "memory", agent_id)?;
         // pids is a bonus: a host without it still gets hard memory limits.
         let pids = base_dir(mount_root, self_cgroup, "pids", agent_id).ok();
@@ -25,10 +29,16 @@ impl V1Base {
     }
 
     pub(super) fn dirs(&self) -> Vec<PathBuf> {
-        std::iter::once(self.memory.clone()).chain(self.pids.clone()).collect()
+        std::iter::once(self.memory.clone())
+            .chain(self.pids.clone())
+            .collect()
     }
 
-    pub(super) fn create(&self, name: &str, limits: &CgroupLimits) -> Result<ServiceCgroup, CgroupError> {
+    pub(super) fn create(
+        &self,
+        name: &str,
+        limits: &CgroupLimits,
+    ) -> Result<ServiceCgroup, CgroupError> {
         let mem = self.memory.join(name);
         fresh_dir(&mem)?;
         if let Some(limit) = limits.memory {
@@ -59,7 +69,12 @@ impl V1Base {
     }
 }
 
-fn base_dir(mount_root: &Path, self_cgroup: &str, controller: &str, agent_id: &str) -> Result<PathBuf, CgroupError> {
+fn base_dir(
+    mount_root: &Path,
+    self_cgroup: &str,
+    controller: &str,
+    agent_id: &str,
+) -> Result<PathBuf, CgroupError> {
     let mount = mount_root.join(controller);
     if !mount.join("cgroup.procs").exists() {
         return Err(CgroupError::Unavailable(format!(
@@ -68,7 +83,9 @@ fn base_dir(mount_root: &Path, self_cgroup: &str, controller: &str, agent_id: &s
         )));
     }
     let own = own_path(self_cgroup, Some(controller)).unwrap_or("/");
-    let dir = mount.join(own.trim_start_matches('/')).join(format!("steward-{agent_id}"));
+    let dir = mount
+        .join(own.trim_start_matches('/'))
+        .join(format!("steward-{agent_id}"));
     match fs::create_dir(&dir) {
         Ok(()) => Ok(dir),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(dir),

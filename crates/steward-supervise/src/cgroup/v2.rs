@@ -17,7 +17,12 @@ impl V2Base {
         &self.dir
     }
 
-    pub(super) fn setup(mount_root: &Path, self_cgroup: &str, agent_id: &str, pid: u32) -> Result<Self, CgroupError> {
+    pub(super) fn setup(
+        mount_root: &Path,
+        self_cgroup: &str,
+        agent_id: &str,
+        pid: u32,
+    ) -> Result<Self, CgroupError> {
         let mount = if mount_root.join("cgroup.controllers").exists() {
             mount_root.to_path_buf()
         } else if mount_root.join("unified/cgroup.controllers").exists() {
@@ -32,14 +37,22 @@ impl V2Base {
             return Err(CgroupError::Unavailable(format!(
                 "the memory controller is not delegated to {} (it offers: {})",
                 group.display(),
-                if available.trim().is_empty() { "none" } else { available.trim() }
+                if available.trim().is_empty() {
+                    "none"
+                } else {
+                    available.trim()
+                }
             )));
         }
         let wanted: Vec<&str> = ["memory", "pids"]
             .into_iter()
             .filter(|c| available.split_whitespace().any(|a| a == *c))
             .collect();
-        let enable = wanted.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(" ");
+        let enable = wanted
+            .iter()
+            .map(|c| format!("+{c}"))
+            .collect::<Vec<_>>()
+            .join(" ");
 
         let subtree = fs::read_to_string(group.join("cgroup.subtree_control")).unwrap_or_default();
         if !subtree.split_whitespace().any(|c| c == "memory") {
@@ -65,7 +78,11 @@ impl V2Base {
         Ok(V2Base { dir })
     }
 
-    pub(super) fn create(&self, name: &str, limits: &CgroupLimits) -> Result<ServiceCgroup, CgroupError> {
+    pub(super) fn create(
+        &self,
+        name: &str,
+        limits: &CgroupLimits,
+    ) -> Result<ServiceCgroup, CgroupError> {
         let dir = self.dir.join(name);
         fresh_dir(&dir)?;
         if let Some(limit) = limits.memory {
@@ -103,7 +120,11 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let group = root.path().join("system.slice/steward.service");
         fs::create_dir_all(&group).unwrap();
-        fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+        fs::write(
+            root.path().join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
         fs::write(group.join("cgroup.controllers"), "memory pids\n").unwrap();
         fs::write(group.join("cgroup.subtree_control"), "").unwrap();
         fs::write(group.join("cgroup.procs"), "4242\n").unwrap();
@@ -113,14 +134,28 @@ mod tests {
     #[test]
     fn delegated_v2_moves_to_a_leaf_enables_controllers_and_writes_limits() {
         let root = fake_tree();
-        let driver = CgroupDriver::detect_at(root.path(), "0::/system.slice/steward.service\n", "abc", 4242);
+        let driver = CgroupDriver::detect_at(
+            root.path(),
+            "0::/system.slice/steward.service\n",
+            "abc",
+            4242,
+        );
         let CgroupDriver::V2(base) = &driver else {
             panic!("expected v2, got {driver:?}");
         };
         let group = root.path().join("system.slice/steward.service");
-        assert_eq!(fs::read_to_string(group.join("steward-agent/cgroup.procs")).unwrap(), "4242");
-        assert_eq!(fs::read_to_string(group.join("cgroup.subtree_control")).unwrap(), "+memory +pids");
-        assert_eq!(fs::read_to_string(base.dir().join("cgroup.subtree_control")).unwrap(), "+memory +pids");
+        assert_eq!(
+            fs::read_to_string(group.join("steward-agent/cgroup.procs")).unwrap(),
+            "4242"
+        );
+        assert_eq!(
+            fs::read_to_string(group.join("cgroup.subtree_control")).unwrap(),
+            "+memory +pids"
+        );
+        assert_eq!(
+            fs::read_to_string(base.dir().join("cgroup.subtree_control")).unwrap(),
+            "+memory +pids"
+        );
 
         let limits = CgroupLimits {
             memory: Some(64 << 20),
@@ -128,11 +163,21 @@ mod tests {
             pids_max: Some(100),
         };
         let svc = driver.create("worker", &limits).unwrap().unwrap();
-        assert_eq!(fs::read_to_string(svc.dir().join("memory.max")).unwrap(), "67108864");
-        assert_eq!(fs::read_to_string(svc.dir().join("pids.max")).unwrap(), "100");
+        assert_eq!(
+            fs::read_to_string(svc.dir().join("memory.max")).unwrap(),
+            "67108864"
+        );
+        assert_eq!(
+            fs::read_to_string(svc.dir().join("pids.max")).unwrap(),
+            "100"
+        );
 
         // What the kernel would write after an OOM kill.
-        fs::write(svc.dir().join("memory.events"), "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n").unwrap();
+        fs::write(
+            svc.dir().join("memory.events"),
+            "low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n",
+        )
+        .unwrap();
         fs::write(svc.dir().join("memory.peak"), "67104768\n").unwrap();
         fs::write(svc.dir().join("memory.current"), "1000\n").unwrap();
         assert_eq!(svc.oom_kills(), 1);
@@ -151,7 +196,10 @@ mod tests {
         let CgroupDriver::None { reason } = &driver else {
             panic!("expected no cgroup, got {driver:?}");
         };
-        assert!(reason.contains("memory controller is not delegated"), "{reason}");
+        assert!(
+            reason.contains("memory controller is not delegated"),
+            "{reason}"
+        );
         assert!(reason.contains("cgroup v1"), "{reason}");
     }
 }

@@ -13,7 +13,10 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_steward");
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -22,7 +25,11 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
 pub const LONG: Duration = Duration::from_secs(30);
 
 pub fn steward(args: &[&str], cwd: &Path) -> Output {
-    Command::new(BIN).args(args).current_dir(cwd).output().expect("run steward")
+    Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run steward")
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -37,16 +44,24 @@ pub fn stdout(o: &Output) -> String {
 fn new_tag() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Kills every process whose environment holds `STEWARD_TEST_TAG=tag`.
 pub fn kill_tagged(tag: &str) {
     let wanted = format!("STEWARD_TEST_TAG={tag}");
     for _ in 0..3 {
-        let Ok(rd) = std::fs::read_dir("/proc") else { return };
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return;
+        };
         for e in rd.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
             if let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) {
                 if env.split(|&b| b == 0).any(|kv| kv == wanted.as_bytes()) {
                     // SAFETY: kill has no memory preconditions.
@@ -59,7 +74,11 @@ pub fn kill_tagged(tag: &str) {
 
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').and_then(|(_, r)| r.trim_start().chars().next()) != Some('Z'),
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next())
+                != Some('Z')
+        }
         Err(_) => false,
     }
 }
@@ -121,7 +140,11 @@ impl Agent {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("agent exited early ({status}):\n{}", self.agent_log());
             }
-            assert!(Instant::now() < deadline, "agent never answered:\n{}", self.agent_log());
+            assert!(
+                Instant::now() < deadline,
+                "agent never answered:\n{}",
+                self.agent_log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         self
@@ -148,7 +171,11 @@ impl Agent {
         } else {
             full.extend(["--file", &config]);
         }
-        Command::new(BIN).args(&full).current_dir(self.dir.path()).output().expect("run steward")
+        Command::new(BIN)
+            .args(&full)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run steward")
     }
 
     pub fn ps(&self) -> Value {
@@ -189,7 +216,12 @@ impl Agent {
     /// `steward down`, then waits for the agent to exit; returns its exit status.
     pub fn down(&mut self) -> std::process::ExitStatus {
         let out = self.cli(&["down"]);
-        assert!(out.status.success(), "down failed: {}\n{}", stderr(&out), self.agent_log());
+        assert!(
+            out.status.success(),
+            "down failed: {}\n{}",
+            stderr(&out),
+            self.agent_log()
+        );
         let mut child = self.child.take().expect("agent running");
         let deadline = Instant::now() + LONG;
         loop {

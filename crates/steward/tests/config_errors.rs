@@ -1,0 +1,112 @@
+//! `steward config check`: every error names file:line:col, the key, and what was expected.
+
+mod common;
+use common::*;
+
+fn check(toml: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("steward.toml"), toml).unwrap();
+    let out = steward(&["config", "check", "steward.toml"], dir.path());
+    (out.status.success(), stdout(&out), stderr(&out))
+}
+
+#[test]
+fn unknown_key_names_line_column_and_suggests() {
+    let (ok, _, err) = check("[services.web]\ncommand = [\"true\"]\nmemroy = \"1GiB\"\n");
+    assert!(!ok);
+    assert!(
+        err.contains("steward.toml:3:1: services.web.memroy: unknown field `memroy`"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `memory`?"), "{err}");
+}
+
+#[test]
+fn a_bare_g_is_refused_with_gb_and_gib_explained() {
+    let (ok, _, err) = check("[services.w]\ncommand = [\"true\"]\nmemory = \"12G\"\n");
+    assert!(!ok);
+    assert!(
+        err.contains("steward.toml:3:10: services.w.memory:"),
+        "{err}"
+    );
+    assert!(err.contains("\"12GiB\" = 12.00 GiB (12.88 GB)"), "{err}");
+    assert!(err.contains("\"12GB\" = 11.18 GiB (12.00 GB)"), "{err}");
+}
+
+#[test]
+fn durations_and_sizes_need_units() {
+    let (ok, _, err) = check("[services.w]\ncommand = [\"true\"]\nstop_timeout = 10\n");
+    assert!(!ok);
+    assert!(
+        err.contains("steward.toml:3:16: services.w.stop_timeout: 10 has no unit"),
+        "{err}"
+    );
+    let (ok, _, err) = check("[services.w]\ncommand = [\"true\"]\nmemory = 1024\n");
+    assert!(!ok);
+    assert!(err.contains("services.w.memory: 1024 has no unit"), "{err}");
+}
+
+#[test]
+fn relations_between_keys_point_at_the_key() {
+    let (ok, _, err) =
+        check("[services.w]\ncommand = [\"true\"]\nmemory = \"1GiB\"\nmemory_swap = \"512MiB\"\n");
+    assert!(!ok);
+    assert!(
+        err.contains("steward.toml:4:1: services.w.memory_swap: memory_swap 512.00 MiB"),
+        "{err}"
+    );
+    let (ok, _, err) = check("[services.w]\nrestart = \"always\"\n");
+    assert!(!ok);
+    assert!(
+        err.contains("steward.toml:1:11: services.w.command: missing"),
+        "{err}"
+    );
+    let (ok, _, err) = check("[services.w]\ncommand = [\"true\"]\nrestart = \"sometimes\"\n");
+    assert!(!ok);
+    assert!(err.contains("services.w.restart: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`"), "{err}");
+    let (ok, _, err) = check("[services.w]\ncommand = \"python3 serve.py | tee log\"\n");
+    assert!(!ok);
+    assert!(err.contains("set shell = true"), "{err}");
+}
+
+#[test]
+fn syntax_errors_and_missing_files_are_named() {
+    let (ok, _, err) = check("[services.w\ncommand = 1\n");
+    assert!(!ok);
+    assert!(err.contains("steward.toml:1:"), "{err}");
+    assert!(err.contains("TOML syntax"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = steward(&["config", "check", "no such file.toml"], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot read config no such file.toml"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("hint:"), "{}", stderr(&out));
+}
+
+#[test]
+fn odd_file_names_and_huge_values_are_fine() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "my \"odd\" config's.toml";
+    let big = "x".repeat(1 << 20);
+    std::fs::write(
+        dir.path().join(name),
+        format!("[services.w]\ncommand = [\"echo\", \"{big}\"]\nmemory = \"512MiB\"\n"),
+    )
+    .unwrap();
+    let out = steward(&["config", "check", name, "--json"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let w = &json["services"]["w"];
+    assert_eq!(w["memory"], 512u64 << 20);
+    assert_eq!(w["memory_swap"], 512u64 << 20, "no swap unless asked");
+    assert_eq!(w["restart"], "on-failure");
+    assert_eq!(w["stop_signal"], "SIGTERM");
+    assert_eq!(w["stop_timeout"], "10s");
+    assert_eq!(w["oom_score_adj"], 500);
+    assert_eq!(w["core_dumps"], false);
+    assert_eq!(w["argv"][1].as_str().unwrap().len(), 1 << 20);
+    assert!(json["state_dir"].as_str().unwrap().ends_with("/.steward"));
+}

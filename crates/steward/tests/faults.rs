@@ -1,0 +1,144 @@
+//! Bad input and faults: each gets one clear line naming the cause, and nothing is left
+//! running.
+
+mod common;
+use common::*;
+
+#[test]
+fn a_missing_binary_refuses_up_by_name() {
+    let agent = Agent::prepare("[services.web]\ncommand = [\"pyhton3\", \"serve.py\"]\n");
+    let out = steward(&["up", "-f", agent.config.to_str().unwrap()], agent.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("services.web.command: program \"pyhton3\" not found in PATH"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn a_limit_larger_than_the_host_is_refused() {
+    let agent =
+        Agent::prepare("[services.big]\ncommand = [\"sleep\", \"1\"]\nmemory = \"500TiB\"\n");
+    let out = steward(&["up", "-f", agent.config.to_str().unwrap()], agent.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("services.big.memory: 500.00 TiB (549.76 TB) is more than this host's memory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_second_up_on_the_same_state_dir_is_refused() {
+    let agent = Agent::start("[services.s]\ncommand = [\"sleep\", \"1000\"]\n");
+    let out = agent.cli(&["up"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let pid = agent.ps()["agent"]["pid"].as_u64().unwrap();
+    assert!(
+        err.contains(&format!(
+            "another steward agent (pid {pid}) already runs on the state dir"
+        )),
+        "{err}"
+    );
+    // The first agent is unharmed.
+    assert_eq!(agent.service("s")["state"], "running");
+}
+
+#[test]
+fn a_stale_socket_is_replaced_and_no_agent_is_reported_clearly() {
+    let agent = Agent::prepare("[services.s]\ncommand = [\"sleep\", \"1000\"]\n");
+    std::fs::create_dir_all(agent.state_dir()).unwrap();
+    // A socket file whose listener is gone, as after a kill -9.
+    drop(std::os::unix::net::UnixListener::bind(agent.state_dir().join("steward.sock")).unwrap());
+    let out = agent.cli(&["ps"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no steward agent is running for"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("start one with `steward up`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let agent = agent.launch(&[]);
+    assert_eq!(agent.service("s")["state"], "running");
+    let mode = std::fs::metadata(agent.state_dir().join("steward.sock")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn an_agent_killed_hard_leaves_nothing_the_next_one_does_not_clean() {
+    if !require_cgroups("an_agent_killed_hard_leaves_nothing_the_next_one_does_not_clean") {
+        return;
+    }
+    let mut agent = Agent::start("[services.s]\ncommand = [\"sleep\", \"1000\"]\n");
+    let old = agent.service("s")["pid"].as_u64().unwrap() as u32;
+    let mut child = agent.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(pid_alive(old), "the service outlives a SIGKILLed agent");
+    let agent = agent.launch(&[]);
+    wait_until("the leftover to be killed", LONG, || !pid_alive(old));
+    let ev = agent
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "leftovers_killed")
+        .expect("leftovers_killed event");
+    assert_eq!(ev["pids"][0].as_u64().unwrap() as u32, old);
+    assert_eq!(agent.service("s")["state"], "running");
+}
+
+#[test]
+fn without_writable_cgroups_limits_fall_back_to_soft_and_say_so() {
+    if !require_cgroups("without_writable_cgroups_limits_fall_back_to_soft_and_say_so") {
+        return;
+    }
+    // An unprivileged agent cannot create cgroups here: it must say so and use the RSS
+    // watchdog, which still stops a runaway process.
+    let agent = Agent::prepare(
+        r#"
+[services.hog]
+command = ["python3", "-c", "import time\nx=[]\nwhile True:\n    x.append(b'x' * (8<<20)); time.sleep(0.05)"]
+memory = "64MiB"
+restart = "never"
+"#,
+    );
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o777);
+    std::fs::set_permissions(agent.path(), mode).unwrap();
+    let agent = agent.launch(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ]);
+    let svc = agent.service("hog");
+    assert_eq!(svc["enforcement"], "soft", "{svc}");
+    let limits = agent
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "limits")
+        .expect("a limits event");
+    assert!(
+        limits["note"]
+            .as_str()
+            .unwrap()
+            .contains("memory limits are soft"),
+        "{limits}"
+    );
+    agent.wait_for("the watchdog to kill the hog", |a| {
+        a.service("hog")["state"] == "failed"
+    });
+    let exit = &agent.service("hog")["last_exit"];
+    assert_eq!(exit["class"], "oom_killed", "{exit}");
+    assert_eq!(exit["source"], "watchdog");
+    assert!(exit["peak"].as_u64().unwrap() > 64 << 20, "{exit}");
+}
