@@ -110,3 +110,18 @@ fn odd_file_names_and_huge_values_are_fine() {
     assert_eq!(w["argv"][1].as_str().unwrap().len(), 1 << 20);
     assert!(json["state_dir"].as_str().unwrap().ends_with("/.steward"));
 }
+
+#[test]
+fn every_example_config_is_valid() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let config = entry.unwrap().path().join("steward.toml");
+        if config.exists() {
+            let out = steward(&["config", "check", config.to_str().unwrap()], &examples);
+            assert!(out.status.success(), "{}: {}", config.display(), stderr(&out));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "found only {checked} example configs");
+}
