@@ -119,7 +119,12 @@ fn every_example_config_is_valid() {
         let config = entry.unwrap().path().join("steward.toml");
         if config.exists() {
             let out = steward(&["config", "check", config.to_str().unwrap()], &examples);
-            assert!(out.status.success(), "{}: {}", config.display(), stderr(&out));
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                config.display(),
+                stderr(&out)
+            );
             checked += 1;
         }
     }
