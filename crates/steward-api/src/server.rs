@@ -1,7 +1,9 @@
 use crate::{Request, Response};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 
 /// A request handed to the agent, with where its reply goes.
 pub type Incoming = (Request, oneshot::Sender<Response>);
@@ -9,9 +11,14 @@ pub type Incoming = (Request, oneshot::Sender<Response>);
 /// Longest request line accepted; anything longer is refused, not buffered.
 const MAX_LINE: usize = 64 * 1024;
 
+/// How long a shutting-down server waits for connections to finish their replies.
+const DRAIN: Duration = Duration::from_secs(2);
+
 /// Accepts connections until the agent drops `requests`' receiver. Each line is one
-/// request; each gets one reply line.
+/// request; each gets one reply line. On the way out it waits (briefly) for the
+/// connections still open, so a reply already handed over (the one to `down`) is written.
 pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Incoming>) {
+    let mut connections = JoinSet::new();
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -21,10 +28,10 @@ pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Incoming>) {
                     continue;
                 }
             },
-            _ = requests.closed() => return,
+            _ = requests.closed() => break,
         };
         let requests = requests.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut lines = BufReader::new(read);
             let mut line = String::new();
@@ -63,4 +70,9 @@ pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Incoming>) {
             }
         });
     }
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
 }

@@ -161,11 +161,13 @@ async fn agent_main(config: Config) -> Result<()> {
     supervisor.stop_all().await;
     cgroups.cleanup();
     ctx.emit(None, EventKind::AgentStopped);
-    server.abort();
     let _ = std::fs::remove_file(state_dir.join(steward_api::SOCKET_NAME));
     for reply in down_replies {
         let _ = reply.send(Response::ok());
     }
+    // Closing the request channel ends the server, which first writes the replies above.
+    drop(req_rx);
+    let _ = server.await;
     Ok(())
 }
 
