@@ -48,7 +48,10 @@ impl EventLog {
     }
 
     pub fn append(&self, event: &Event) -> Result<(), EventLogError> {
-        let mut line = serde_json::to_vec(event).expect("events serialize");
+        let mut line = serde_json::to_vec(event).map_err(|e| EventLogError::Write {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
         line.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         file.write_all(&line)

@@ -258,3 +258,28 @@ backoff = { initial = "5s", max = "5s" }
     let stray = ev["pids"][0].as_u64().unwrap() as u32;
     assert!(!pid_alive(stray), "stray {stray} still alive");
 }
+
+#[test]
+fn sighup_to_the_agent_is_forwarded_to_every_service() {
+    let agent = Agent::start(
+        r#"
+[services.reloadable]
+command = "trap 'echo reloaded >> hup.txt' HUP; echo ready > ready.txt; while true; do sleep 0.05; done"
+shell = true
+"#,
+    );
+    let ready = agent.path().join("ready.txt");
+    wait_until("the service to install its trap", LONG, || ready.exists());
+    let pid = agent.child.as_ref().unwrap().id() as i32;
+    // SAFETY: plain kill.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let hup = agent.path().join("hup.txt");
+    wait_until("the service to see SIGHUP", LONG, || {
+        std::fs::read_to_string(&hup).is_ok_and(|s| s.contains("reloaded"))
+    });
+    assert_eq!(
+        agent.service("reloadable")["state"],
+        "running",
+        "SIGHUP is a reload, not a stop"
+    );
+}
