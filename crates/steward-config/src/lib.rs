@@ -5,16 +5,22 @@
 //! expected, because the person reading it is usually paged at night.
 
 mod cpus;
+mod deps;
 mod duration;
 mod error;
+mod gpu;
+mod health;
 mod raw;
 mod resolve;
 mod signal;
 mod size;
 
 pub use cpus::CpuList;
+pub use deps::{depths, Condition};
 pub use duration::HumanDuration;
 pub use error::{ConfigError, Location};
+pub use gpu::{AllGpus, CudaEnv, GpuSelector};
+pub use health::{HealthCheck, Probe};
 pub use resolve::{
     Backoff, Config, CrashLoop, LogRotation, RestartPolicy, Service, DEFAULT_STATE_DIR,
 };

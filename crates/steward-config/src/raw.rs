@@ -4,6 +4,9 @@
 //! CPU lists), so that toml can point at the exact value. Checks that relate several keys
 //! live in `resolve`.
 
+use crate::deps::RawDependsOn;
+use crate::gpu::{CudaEnv, GpuSelector};
+use crate::health::RawHealth;
 use crate::{ByteSize, ConfigError, CpuList, HumanDuration, Location, StopSignal};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -42,6 +45,17 @@ pub struct RawService {
     pub core_dumps: Option<bool>,
     #[serde(default)]
     pub log: RawLog,
+    pub health: Option<RawHealth>,
+    pub liveness_failures: Option<u32>,
+    #[serde(default)]
+    pub notify: bool,
+    pub depends_on: Option<RawDependsOn>,
+    pub replicas: Option<u32>,
+    pub gpus: Option<GpuSelector>,
+    pub replicas_per_gpu: Option<u32>,
+    pub gpu_settle: Option<HumanDuration>,
+    pub cuda_env: Option<CudaEnv>,
+    pub start_stagger: Option<HumanDuration>,
 }
 
 /// `command = ["python3", "serve.py"]`, or a string that is split like a shell would

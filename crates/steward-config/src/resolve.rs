@@ -1,6 +1,9 @@
 //! From the file as written to the model steward runs: defaults filled in, relations between
 //! keys checked, paths made absolute.
 
+use crate::deps::{find_cycle, Condition};
+use crate::gpu::{CudaEnv, GpuSelector};
+use crate::health::HealthCheck;
 use crate::raw::{RawCommand, RawConfig, RawRestart, RawService};
 use crate::{ByteSize, ConfigError, CpuList, HumanDuration, Location, StopSignal};
 use serde::Serialize;
@@ -41,6 +44,31 @@ pub struct Service {
     pub oom_score_adj: i32,
     pub core_dumps: bool,
     pub log: LogRotation,
+    pub health: Option<HealthCheck>,
+    /// After it has been healthy, this many failed checks in a row restart it.
+    pub liveness_failures: Option<u32>,
+    /// The process says it is ready by sending `READY=1` to `$NOTIFY_SOCKET`.
+    pub notify: bool,
+    pub depends_on: BTreeMap<String, Condition>,
+    pub replicas: u32,
+    pub gpus: Option<GpuSelector>,
+    pub replicas_per_gpu: Option<u32>,
+    /// Without a health check or notify, a GPU replica counts as started after this long.
+    pub gpu_settle: HumanDuration,
+    pub cuda_env: CudaEnv,
+    /// Delay between the starts of consecutive replicas.
+    pub start_stagger: HumanDuration,
+    /// What the process's environment gets from the config: `env` over the CUDA profile
+    /// (when `gpus` is set). Per replica, `CUDA_VISIBLE_DEVICES`, `STEWARD_REPLICA` and
+    /// `STEWARD_GPU` are added at start.
+    pub resolved_env: BTreeMap<String, String>,
+}
+
+impl Service {
+    /// Whether something can say this service is healthy: a health check or READY=1.
+    pub fn has_readiness(&self) -> bool {
+        self.health.is_some() || self.notify
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -145,6 +173,7 @@ pub fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Config
         let resolved = resolve_service(&ctx, &name, svc, &base)?;
         services.insert(name, resolved);
     }
+    check_graph(&ctx, &services)?;
     Ok(Config {
         path: abs_path,
         state_dir,
@@ -280,6 +309,64 @@ fn resolve_service(
         Some(RawRestart::Never) => RestartPolicy::Never,
     };
 
+    let health = match raw.health {
+        None => None,
+        Some(h) => Some(
+            crate::health::resolve(h)
+                .map_err(|(sub, m)| ctx.err(&["services", name, "health", sub], m))?,
+        ),
+    };
+    if let Some(n) = raw.liveness_failures {
+        if health.is_none() {
+            return Err(ctx.err(
+                &key("liveness_failures"),
+                "needs a health check: add `health = { http = \"http://127.0.0.1:8000/health\" }`",
+            ));
+        }
+        if n == 0 {
+            return Err(ctx.err(&key("liveness_failures"), "must be at least 1"));
+        }
+    }
+    if raw.replicas == Some(0) {
+        return Err(ctx.err(
+            &key("replicas"),
+            "must be at least 1; to keep a service from running, leave it out or `steward stop` it",
+        ));
+    }
+    if let Some(gpus) = &raw.gpus {
+        let empty = match gpus {
+            GpuSelector::Indexes(v) => v.is_empty(),
+            GpuSelector::Uuids(v) => v.is_empty(),
+            GpuSelector::All(_) => false,
+        };
+        if empty {
+            return Err(ctx.err(
+                &key("gpus"),
+                "the list is empty; give GPU indexes such as [0, 1], UUIDs, or \"all\"",
+            ));
+        }
+    }
+    if let Some(k) = raw.replicas_per_gpu {
+        if raw.gpus.is_none() {
+            return Err(ctx.err(
+                &key("replicas_per_gpu"),
+                "needs `gpus`, e.g. gpus = \"all\"",
+            ));
+        }
+        if k == 0 {
+            return Err(ctx.err(&key("replicas_per_gpu"), "must be at least 1"));
+        }
+        if raw.replicas.is_some() {
+            return Err(ctx.err(&key("replicas"), "give either `replicas` or `replicas_per_gpu`, not both: with replicas_per_gpu the count is GPUs x K"));
+        }
+    }
+    let cuda_env = raw.cuda_env.unwrap_or_default();
+    let resolved_env = if raw.gpus.is_some() {
+        cuda_env.apply(&raw.env)
+    } else {
+        raw.env.clone()
+    };
+
     Ok(Service {
         name: name.to_string(),
         argv,
@@ -298,7 +385,77 @@ fn resolve_service(
         oom_score_adj,
         core_dumps: raw.core_dumps.unwrap_or(false),
         log,
+        health,
+        liveness_failures: raw.liveness_failures,
+        notify: raw.notify,
+        depends_on: raw.depends_on.map(|d| d.into_map()).unwrap_or_default(),
+        replicas: raw.replicas.unwrap_or(1),
+        gpus: raw.gpus,
+        replicas_per_gpu: raw.replicas_per_gpu,
+        gpu_settle: raw.gpu_settle.unwrap_or(HumanDuration::secs(5)),
+        cuda_env,
+        start_stagger: raw.start_stagger.unwrap_or_default(),
+        resolved_env,
     })
+}
+
+/// Checks `depends_on` across the whole file: names exist, no service waits on itself,
+/// no cycle, and every condition can be met.
+fn check_graph(ctx: &Ctx, services: &BTreeMap<String, Service>) -> Result<(), ConfigError> {
+    for svc in services.values() {
+        for (dep, cond) in &svc.depends_on {
+            let at = ["services", svc.name.as_str(), "depends_on"];
+            if dep == &svc.name {
+                return Err(ctx.err(&at, format!("\"{dep}\" depends on itself")));
+            }
+            let Some(target) = services.get(dep) else {
+                let known: Vec<&str> = services.keys().map(String::as_str).collect();
+                let guess = known
+                    .iter()
+                    .map(|k| (strsim::jaro_winkler(dep, k), *k))
+                    .filter(|(s, _)| *s > 0.8)
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, k)| format!("; did you mean \"{k}\"?"))
+                    .unwrap_or_default();
+                return Err(ctx.err(
+                    &at,
+                    format!(
+                        "\"{dep}\" is not a service in this file (it has: {}){guess}",
+                        known.join(", ")
+                    ),
+                ));
+            };
+            match cond {
+                Condition::Healthy if !target.has_readiness() => {
+                    return Err(ctx.err(
+                        &at,
+                        format!("waits for \"{dep}\" to be healthy, but {dep} has no health check: add [services.{dep}.health], set notify = true on it, or wait for \"started\""),
+                    ))
+                }
+                Condition::Completed if target.restart == RestartPolicy::Always => {
+                    return Err(ctx.err(
+                        &at,
+                        format!("waits for \"{dep}\" to complete, but {dep} has restart = \"always\" and never completes; make it a one-shot with restart = \"never\""),
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+    let graph: BTreeMap<String, Vec<String>> = services
+        .values()
+        .map(|s| (s.name.clone(), s.depends_on.keys().cloned().collect()))
+        .collect();
+    if let Some(cycle) = find_cycle(&graph) {
+        return Err(ctx.err(
+            &["services", cycle[0].as_str(), "depends_on"],
+            format!(
+                "dependency cycle: {}; nothing in it could ever start",
+                cycle.join(" -> ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Service names become folder and cgroup names, so they are kept plain.

@@ -26,6 +26,16 @@ pub enum EventKind {
     Started {
         pid: u32,
         enforcement: Option<Enforcement>,
+        /// The GPU index it was started on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gpu: Option<u32>,
+    },
+    /// Health changed: `starting`, `healthy` or `unhealthy` (`healthy` also when the
+    /// process said READY=1).
+    Health {
+        state: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     Exited {
         pid: u32,
@@ -83,9 +93,20 @@ impl Event {
                 format!("agent started (pid {pid}, config {config}, limits via {cgroups})")
             }
             EventKind::AgentStopped => "agent stopped".into(),
-            EventKind::Started { pid, enforcement } => match enforcement {
-                Some(e) => format!("started, pid {pid}, limits {e}"),
-                None => format!("started, pid {pid}"),
+            EventKind::Started {
+                pid,
+                enforcement,
+                gpu,
+            } => {
+                let gpu = gpu.map(|g| format!(", GPU {g}")).unwrap_or_default();
+                match enforcement {
+                    Some(e) => format!("started, pid {pid}{gpu}, limits {e}"),
+                    None => format!("started, pid {pid}{gpu}"),
+                }
+            }
+            EventKind::Health { state, error } => match error {
+                Some(e) => format!("{state}: {e}"),
+                None => state.clone(),
             },
             EventKind::Exited { pid, class, ran_ms } => {
                 format!("pid {pid} {class} after {:.1}s", *ran_ms as f64 / 1000.0)

@@ -2,5 +2,7 @@
 //! config and host facts; `up` refuses to start when the answer is no.
 
 mod admission;
+mod instances;
 
 pub use admission::{admit, Refusal};
+pub use instances::{instances, Instance, PlanError};

@@ -18,6 +18,8 @@ pub struct Evidence {
     pub cgroup_oom_kills: u64,
     /// steward's RSS watchdog killed it for exceeding a soft limit.
     pub watchdog_killed: bool,
+    /// steward killed it after its health checks failed `liveness_failures` times.
+    pub killed_unhealthy: bool,
     pub memory_limit: Option<u64>,
     pub memory_peak: Option<u64>,
 }
@@ -39,6 +41,9 @@ pub fn classify(outcome: WaitOutcome, ev: &Evidence) -> ExitClass {
             peak: ev.memory_peak,
             source: OomSource::Kernel,
         };
+    }
+    if ev.killed_unhealthy {
+        return ExitClass::KilledUnhealthy;
     }
     if ev.stop_requested {
         return ExitClass::Stopped;

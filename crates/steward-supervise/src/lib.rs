@@ -8,6 +8,8 @@
 pub mod backoff;
 pub mod cgroup;
 pub mod classify;
+pub mod health;
+mod notify;
 mod output;
 pub mod procfs;
 mod reaper;
@@ -17,6 +19,7 @@ mod status;
 mod supervisor;
 
 pub use cgroup::{CgroupDriver, CgroupError};
+pub use health::Health;
 pub use output::LogFiles;
 pub use reaper::Reaper;
 pub use spawn::preflight;

@@ -1,21 +1,24 @@
-//! One service's task: spawn, wait, classify, clean up, decide, repeat. Commands (start,
-//! stop, restart, signal) arrive on a channel; the status is shared for `ps`.
+//! One instance's task: wait for its GPU, spawn, watch health, wait, classify, clean up,
+//! decide, repeat. Commands (start, stop, restart, signal) arrive on a channel; the status
+//! is shared for `ps` and for dependents waiting on it.
 
 use crate::backoff::RestartTracker;
 use crate::cgroup::{CgroupLimits, ServiceCgroup};
 use crate::classify::{classify, Evidence, WaitOutcome};
+use crate::health::{self, Health, HealthTracker, ProbeResult};
 use crate::output::{self, LogFiles};
 use crate::reaper::Reaped;
 use crate::status::{ServiceState, ServiceStatus};
 use crate::supervisor::Context;
-use crate::{procfs, spawn};
+use crate::{notify, procfs, spawn};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use steward_config::{RestartPolicy, Service};
 use steward_events::{Enforcement, EventKind, ExitClass};
-use tokio::sync::{mpsc, oneshot};
+use steward_plan::Instance;
+use tokio::sync::{mpsc, oneshot, OwnedMutexGuard};
 
 /// How often the RSS watchdog looks, where no cgroup enforces memory.
 const WATCHDOG_PERIOD: Duration = Duration::from_millis(500);
@@ -23,7 +26,7 @@ const WATCHDOG_PERIOD: Duration = Duration::from_millis(500);
 pub(crate) enum Control {
     /// Start if not running; `done` fires once a process has been spawned (or failed to).
     Start(oneshot::Sender<()>),
-    /// Stop and stay stopped; `done` fires once every process of the service is gone.
+    /// Stop and stay stopped; `done` fires once every process of the instance is gone.
     Stop(oneshot::Sender<()>),
     /// Stop, then start at once without backoff; `done` fires once the new one is spawned.
     Restart(oneshot::Sender<()>),
@@ -31,7 +34,7 @@ pub(crate) enum Control {
     Signal(Signal),
 }
 
-/// What the task shares with `ps`.
+/// What the task shares with `ps` and with the dependents waiting on it.
 pub(crate) struct Shared {
     pub state: ServiceState,
     pub pid: Option<u32>,
@@ -41,6 +44,10 @@ pub(crate) struct Shared {
     pub recent_exits: Vec<ExitClass>,
     pub next_start: Option<Instant>,
     pub cgroup: Option<ServiceCgroup>,
+    pub health: Option<Health>,
+    pub health_error: Option<String>,
+    pub ready: bool,
+    pub waiting_on: Option<String>,
 }
 
 impl Shared {
@@ -54,10 +61,20 @@ impl Shared {
             recent_exits: Vec::new(),
             next_start: None,
             cgroup: None,
+            health: None,
+            health_error: None,
+            ready: false,
+            waiting_on: None,
         }
     }
 
-    pub fn snapshot(&self, svc: &Service, unit: &str, enforcement: Enforcement) -> ServiceStatus {
+    pub fn snapshot(
+        &self,
+        inst: &Instance,
+        svc: &Service,
+        unit: &str,
+        enforcement: Enforcement,
+    ) -> ServiceStatus {
         let now = Instant::now();
         let running = self.pid.is_some();
         let memory_used = if !running {
@@ -73,7 +90,10 @@ impl Shared {
             )
         };
         ServiceStatus {
-            name: svc.name.clone(),
+            name: inst.name.clone(),
+            service: inst.service.clone(),
+            replica: inst.replica,
+            gpu: inst.gpu.as_ref().map(|g| g.index),
             state: self.state,
             pid: self.pid,
             started_at: self
@@ -93,6 +113,10 @@ impl Shared {
             memory_used,
             memory_limit: svc.memory.map(|m| m.bytes()),
             enforcement,
+            health: self.health,
+            last_health_error: self.health_error.clone(),
+            ready: self.ready,
+            waiting_on: self.waiting_on.clone(),
         }
     }
 }
@@ -109,10 +133,13 @@ struct RunEnd {
     class: ExitClass,
     ran: Duration,
     interrupt: Option<Interrupt>,
+    /// False when the run was interrupted before a process existed (waiting for the GPU).
+    spawned: bool,
 }
 
 pub(crate) struct Runner {
-    pub svc: Service,
+    pub inst: Instance,
+    pub svc: Arc<Service>,
     pub unit: String,
     pub ctx: Arc<Context>,
     pub rx: mpsc::Receiver<Control>,
@@ -126,10 +153,17 @@ pub(crate) struct Runner {
 impl Runner {
     fn set(&self, f: impl FnOnce(&mut Shared)) {
         f(&mut self.shared.lock().unwrap_or_else(|p| p.into_inner()));
+        self.ctx.changed();
     }
 
     fn emit(&self, kind: EventKind) {
-        self.ctx.emit(Some(&self.svc.name), kind);
+        self.ctx.emit(Some(&self.inst.name), kind);
+    }
+
+    fn reply_spawned(&mut self) {
+        for done in self.waiting_for_spawn.drain(..) {
+            let _ = done.send(());
+        }
     }
 
     pub async fn run(mut self) {
@@ -144,6 +178,12 @@ impl Runner {
                         want_running = true;
                     }
                     Some(Control::Stop(done)) => {
+                        self.set(|s| {
+                            if s.state == ServiceState::Waiting {
+                                s.state = ServiceState::Stopped;
+                                s.waiting_on = None;
+                            }
+                        });
                         let _ = done.send(());
                     }
                     Some(Control::Signal(_)) => {}
@@ -155,7 +195,11 @@ impl Runner {
             let failed = end.class.is_failure();
             self.set(|s| {
                 s.pid = None;
-                s.last_exit = Some(end.class.clone());
+                s.ready = false;
+                s.waiting_on = None;
+                if end.spawned {
+                    s.last_exit = Some(end.class.clone());
+                }
             });
             match end.interrupt {
                 Some(Interrupt::Shutdown) => {
@@ -260,6 +304,41 @@ impl Runner {
         }
     }
 
+    /// Replicas that share a GPU create their CUDA contexts one at a time: each holds its
+    /// GPU's lock from spawn until it is ready. Commands still work while waiting.
+    async fn acquire_gpu(&mut self) -> Result<Option<OwnedMutexGuard<()>>, Interrupt> {
+        let Some(gpu) = self.inst.gpu.clone() else {
+            return Ok(None);
+        };
+        let lock = self.ctx.gpu_lock(&gpu.uuid);
+        if let Ok(guard) = lock.clone().try_lock_owned() {
+            return Ok(Some(guard));
+        }
+        self.set(|s| {
+            s.state = ServiceState::Waiting;
+            s.waiting_on = Some(format!(
+                "GPU {}: another replica is starting on it",
+                gpu.index
+            ));
+        });
+        let acquire = lock.lock_owned();
+        tokio::pin!(acquire);
+        loop {
+            tokio::select! {
+                guard = &mut acquire => {
+                    self.set(|s| s.waiting_on = None);
+                    return Ok(Some(guard));
+                }
+                cmd = self.rx.recv() => match cmd {
+                    None => return Err(Interrupt::Shutdown),
+                    Some(Control::Stop(done)) => return Err(Interrupt::Stop(done)),
+                    Some(Control::Restart(done)) | Some(Control::Start(done)) => self.waiting_for_spawn.push(done),
+                    Some(Control::Signal(_)) => {}
+                },
+            }
+        }
+    }
+
     fn limits(&self) -> CgroupLimits {
         CgroupLimits {
             memory: self.svc.memory.map(|m| m.bytes()),
@@ -276,18 +355,34 @@ impl Runner {
             },
             ran_ms: 0,
         });
-        for done in self.waiting_for_spawn.drain(..) {
-            let _ = done.send(());
-        }
+        self.reply_spawned();
         RunEnd {
             class: ExitClass::SpawnFailed { reason },
             ran: Duration::ZERO,
             interrupt: None,
+            spawned: true,
         }
     }
 
+    fn mark_ready(&self, gpu_guard: &mut Option<OwnedMutexGuard<()>>) {
+        // Dropping the guard lets the next replica on this GPU start.
+        gpu_guard.take();
+        self.set(|s| s.ready = true);
+    }
+
     async fn run_once(&mut self) -> RunEnd {
-        let cgroup = match self.ctx.cgroups.create(&self.svc.name, &self.limits()) {
+        let mut gpu_guard = match self.acquire_gpu().await {
+            Ok(g) => g,
+            Err(interrupt) => {
+                return RunEnd {
+                    class: ExitClass::Stopped,
+                    ran: Duration::ZERO,
+                    interrupt: Some(interrupt),
+                    spawned: false,
+                }
+            }
+        };
+        let cgroup = match self.ctx.cgroups.create(&self.inst.name, &self.limits()) {
             Ok(g) => g,
             Err(e) => return self.spawn_failed(format!("{e}")),
         };
@@ -295,9 +390,24 @@ impl Runner {
             Ok(p) => p,
             Err(e) => return self.spawn_failed(format!("cannot create the output pipe: {e}")),
         };
+        let mut env = self.inst.env.clone();
+        let notify_socket = if self.svc.notify {
+            match notify::NotifySocket::bind(&self.unit) {
+                Ok(sock) => {
+                    env.insert("NOTIFY_SOCKET".into(), sock.env_value());
+                    Some(sock)
+                }
+                Err(e) => {
+                    return self.spawn_failed(format!("cannot create its NOTIFY_SOCKET: {e}"))
+                }
+            }
+        } else {
+            None
+        };
         let mut cmd = match spawn::build(
             &self.svc,
-            &self.svc.name,
+            &self.inst.name,
+            &env,
             &self.unit,
             cgroup.as_ref(),
             write_end,
@@ -313,19 +423,29 @@ impl Runner {
             Err(e) => return self.spawn_failed(format!("cannot start {}: {e}", self.svc.argv[0])),
         };
         let started = Instant::now();
-        output::pump(read_end, self.logs.clone(), self.svc.name.clone());
+        output::pump(read_end, self.logs.clone(), self.inst.name.clone());
+        let has_health = self.svc.health.is_some();
+        // Without any readiness signal, a process is ready once it runs; on a GPU, once it
+        // has run for gpu_settle (time to create its CUDA context).
+        let ready_at_start = !self.svc.has_readiness() && self.inst.gpu.is_none();
         self.set(|s| {
             s.state = ServiceState::Running;
             s.pid = Some(pid as u32);
             s.started = Some((started, SystemTime::now()));
             s.cgroup = cgroup.clone();
+            s.health = has_health.then_some(Health::Starting);
+            s.health_error = None;
+            s.ready = ready_at_start;
+            s.waiting_on = None;
         });
         self.emit(EventKind::Started {
             pid: pid as u32,
             enforcement: Some(self.ctx.cgroups.enforcement()),
+            gpu: self.inst.gpu.as_ref().map(|g| g.index),
         });
-        for done in self.waiting_for_spawn.drain(..) {
-            let _ = done.send(());
+        self.reply_spawned();
+        if ready_at_start {
+            gpu_guard.take();
         }
 
         let soft_limit = match (&cgroup, self.svc.memory) {
@@ -335,7 +455,27 @@ impl Runner {
         let mut watchdog = tokio::time::interval(WATCHDOG_PERIOD);
         let mut watchdog_peak: Option<u64> = None;
         let mut watchdog_killed = false;
+        let mut killed_unhealthy = false;
         let mut interrupt = None;
+
+        let settle = tokio::time::sleep(self.svc.gpu_settle.0);
+        tokio::pin!(settle);
+        let settle_armed = self.inst.gpu.is_some() && !self.svc.has_readiness();
+
+        let mut tracker = self
+            .svc
+            .health
+            .as_ref()
+            .map(|c| HealthTracker::new(c, self.svc.liveness_failures, started));
+        let (probe_tx, mut probe_rx) = mpsc::channel::<ProbeResult>(1);
+        let mut probe_in_flight = false;
+        let first_probe = self
+            .svc
+            .health
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |c| c.start_interval.0);
+        let probe_timer = tokio::time::sleep(first_probe);
+        tokio::pin!(probe_timer);
 
         let reaped: Option<Reaped> = loop {
             tokio::select! {
@@ -356,6 +496,51 @@ impl Runner {
                         break self.stop_process(pid, cgroup.as_ref(), &mut exit_rx).await;
                     }
                 },
+                _ = &mut settle, if settle_armed && gpu_guard.is_some() => self.mark_ready(&mut gpu_guard),
+                msg = recv_notify(notify_socket.as_ref()) => {
+                    if msg.lines().any(|l| l.trim() == "READY=1") && !self.shared.lock().map(|s| s.ready).unwrap_or(true) {
+                        self.mark_ready(&mut gpu_guard);
+                        if !has_health {
+                            self.emit(EventKind::Health { state: "healthy".into(), error: Some("READY=1 on NOTIFY_SOCKET".into()) });
+                        }
+                    }
+                }
+                _ = &mut probe_timer, if tracker.is_some() && !probe_in_flight => {
+                    probe_in_flight = true;
+                    let (check, reaper, tx) = (self.svc.health.clone(), self.ctx.reaper.clone(), probe_tx.clone());
+                    tokio::spawn(async move {
+                        if let Some(check) = check {
+                            let _ = tx.send(health::probe(&check, &reaper).await).await;
+                        }
+                    });
+                }
+                Some(result) = probe_rx.recv() => {
+                    probe_in_flight = false;
+                    let Some(t) = tracker.as_mut() else { continue };
+                    let update = t.record(Instant::now(), result);
+                    let (state, error) = (t.state, t.last_error.clone());
+                    if let Some(check) = &self.svc.health {
+                        let next = if state == Health::Healthy || self.shared.lock().map(|s| s.ready).unwrap_or(false) {
+                            check.interval.0
+                        } else {
+                            check.start_interval.0
+                        };
+                        probe_timer.as_mut().reset(tokio::time::Instant::now() + next);
+                    }
+                    self.set(|s| { s.health = Some(state); s.health_error = error.clone(); });
+                    if let Some(new) = update.changed {
+                        self.emit(EventKind::Health { state: new.to_string(), error: error.clone() });
+                        if new == Health::Healthy {
+                            self.mark_ready(&mut gpu_guard);
+                        } else if new == Health::Unhealthy && !self.svc.notify {
+                            self.set(|s| s.ready = false);
+                        }
+                    }
+                    if update.restart {
+                        killed_unhealthy = true;
+                        break self.stop_process(pid, cgroup.as_ref(), &mut exit_rx).await;
+                    }
+                }
                 _ = watchdog.tick(), if soft_limit.is_some() => {
                     let rss: u64 = procfs::pids_with_marker(&self.unit).into_iter().filter_map(procfs::rss_bytes).sum();
                     watchdog_peak = Some(watchdog_peak.unwrap_or(0).max(rss));
@@ -369,6 +554,7 @@ impl Runner {
                 }
             }
         };
+        drop(gpu_guard);
         let ran = started.elapsed();
         let outcome = reaped.map_or(WaitOutcome::Signaled(libc::SIGKILL), |r| r.outcome);
 
@@ -377,6 +563,7 @@ impl Runner {
             stop_requested: interrupt.is_some(),
             cgroup_oom_kills: cgroup.as_ref().map_or(0, ServiceCgroup::oom_kills),
             watchdog_killed,
+            killed_unhealthy,
             memory_limit: self.svc.memory.map(|m| m.bytes()),
             memory_peak: cgroup
                 .as_ref()
@@ -394,7 +581,10 @@ impl Runner {
         if let Some(g) = &cgroup {
             g.remove();
         }
-        self.set(|s| s.cgroup = None);
+        self.set(|s| {
+            s.cgroup = None;
+            s.health = None;
+        });
         self.emit(EventKind::Exited {
             pid: pid as u32,
             class: class.clone(),
@@ -404,6 +594,7 @@ impl Runner {
             class,
             ran,
             interrupt,
+            spawned: true,
         }
     }
 
@@ -435,7 +626,7 @@ impl Runner {
         }
     }
 
-    /// Processes of this service that outlived its main process (daemonised children,
+    /// Processes of this instance that outlived its main process (daemonised children,
     /// workers that ignored the signal): `stop_signal`, then SIGKILL after `stop_timeout`.
     async fn kill_strays(&self, cgroup: Option<&ServiceCgroup>) -> Vec<i32> {
         let list = || -> Vec<i32> {
@@ -468,6 +659,14 @@ impl Runner {
             }
         }
         strays
+    }
+}
+
+/// The next datagram on the notify socket; never resolves when there is none.
+async fn recv_notify(sock: Option<&notify::NotifySocket>) -> String {
+    match sock {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::cgroup::ServiceCgroup;
 use crate::procfs::MARKER_VAR;
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -36,6 +37,7 @@ fn path_var(svc: &Service) -> String {
 pub fn build(
     svc: &Service,
     instance: &str,
+    env: &BTreeMap<String, String>,
     unit: &str,
     cgroup: Option<&ServiceCgroup>,
     output: OwnedFd,
@@ -51,7 +53,7 @@ pub fn build(
     let mut cmd = Command::new(&program);
     cmd.args(&svc.argv[1..])
         .current_dir(&svc.cwd)
-        .envs(&svc.env)
+        .envs(env)
         .env("STEWARD_SERVICE", instance)
         .env(MARKER_VAR, unit)
         .stdin(Stdio::null())

@@ -1,5 +1,6 @@
 //! What `ps` shows about a service.
 
+use crate::health::Health;
 use serde::{Deserialize, Serialize};
 use steward_events::{Enforcement, ExitClass};
 
@@ -8,6 +9,8 @@ use steward_events::{Enforcement, ExitClass};
 pub enum ServiceState {
     /// Waiting to be started (or stopped by request).
     Stopped,
+    /// Wanted, but waiting for a dependency or for its GPU; `waiting_on` says which.
+    Waiting,
     Running,
     /// Exited and waiting out its backoff before the next start.
     Backoff,
@@ -24,6 +27,7 @@ impl std::fmt::Display for ServiceState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             ServiceState::Stopped => "stopped",
+            ServiceState::Waiting => "waiting",
             ServiceState::Running => "running",
             ServiceState::Backoff => "backoff",
             ServiceState::CrashLoop => "crash-loop",
@@ -36,7 +40,12 @@ impl std::fmt::Display for ServiceState {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceStatus {
+    /// The instance: `svc`, or `svc#i` for a replica.
     pub name: String,
+    pub service: String,
+    pub replica: u32,
+    /// The GPU index it runs on.
+    pub gpu: Option<u32>,
     pub state: ServiceState,
     pub pid: Option<u32>,
     /// RFC 3339 time the current process started.
@@ -52,4 +61,11 @@ pub struct ServiceStatus {
     pub memory_used: Option<u64>,
     pub memory_limit: Option<u64>,
     pub enforcement: Enforcement,
+    /// Present when the service has a health check.
+    pub health: Option<Health>,
+    pub last_health_error: Option<String>,
+    /// Healthy, said READY=1, or (with neither) simply running.
+    pub ready: bool,
+    /// While waiting: the dependency or GPU it waits for.
+    pub waiting_on: Option<String>,
 }

@@ -1,19 +1,22 @@
-//! The set of services of one agent, and the commands `ps`, `start`, `stop`, `restart`
-//! and `down` act through.
+//! The instances of one agent, and the order they start and stop in: dependencies first
+//! (`depends_on` with `started`, `healthy` or `completed`), dependents stopped first, and
+//! replicas of a service started in replica order, staggered, one at a time per GPU.
 
 use crate::backoff::RestartTracker;
 use crate::cgroup::CgroupDriver;
 use crate::output::LogFiles;
 use crate::reaper::Reaper;
 use crate::service::{Control, Runner, Shared};
-use crate::status::ServiceStatus;
+use crate::status::{ServiceState, ServiceStatus};
 use nix::sys::signal::Signal;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use steward_config::{Config, Service};
+use steward_config::{Condition, Config, Service};
 use steward_events::{Event, EventKind, EventLog};
-use tokio::sync::{mpsc, oneshot};
+use steward_plan::Instance;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
@@ -25,11 +28,15 @@ pub enum SuperviseError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the service task for \"{0}\" has ended")]
+    #[error("the task for \"{0}\" has ended")]
     TaskGone(String),
+    #[error("cannot start {service}: {why}")]
+    Blocked { service: String, why: String },
+    #[error("{instance} did not become ready: {why}; the rolling restart stopped there")]
+    NotReady { instance: String, why: String },
 }
 
-/// What every service task shares.
+/// What every instance task shares.
 pub struct SupervisorContext {
     pub reaper: Arc<Reaper>,
     pub cgroups: Arc<CgroupDriver>,
@@ -38,11 +45,32 @@ pub struct SupervisorContext {
     pub logs_dir: PathBuf,
     /// Names this agent's cgroups and marks its processes; stable per state dir.
     pub agent_id: String,
+    /// Bumped on every state change, so waiters re-check their conditions.
+    changes: watch::Sender<u64>,
+    gpu_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 pub(crate) type Context = SupervisorContext;
 
 impl SupervisorContext {
+    pub fn new(
+        reaper: Arc<Reaper>,
+        cgroups: Arc<CgroupDriver>,
+        events: Arc<EventLog>,
+        logs_dir: PathBuf,
+        agent_id: String,
+    ) -> Self {
+        SupervisorContext {
+            reaper,
+            cgroups,
+            events,
+            logs_dir,
+            agent_id,
+            changes: watch::channel(0).0,
+            gpu_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Appends to `events.jsonl` and prints the same event on the agent's log.
     pub fn emit(&self, service: Option<&str>, kind: EventKind) {
         let event = Event::new(service, kind);
@@ -51,32 +79,81 @@ impl SupervisorContext {
             tracing::warn!("{e}");
         }
     }
+
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    pub(crate) fn gpu_lock(&self, uuid: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.gpu_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(uuid.to_string()).or_default().clone()
+    }
 }
 
+#[derive(Clone)]
 struct Handle {
-    service: Service,
+    inst: Instance,
+    service: Arc<Service>,
     unit: String,
     tx: mpsc::Sender<Control>,
     shared: Arc<Mutex<Shared>>,
 }
 
+impl Handle {
+    fn read<T>(&self, f: impl FnOnce(&Shared) -> T) -> T {
+        f(&self.shared.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    async fn send(&self, make: fn(oneshot::Sender<()>) -> Control) -> Result<(), SuperviseError> {
+        let (done, wait) = oneshot::channel();
+        let gone = || SuperviseError::TaskGone(self.inst.name.clone());
+        self.tx.send(make(done)).await.map_err(|_| gone())?;
+        wait.await.map_err(|_| gone())
+    }
+}
+
+/// Where a dependency stands for one dependent.
+enum DepState {
+    Met,
+    Waiting(String),
+    Blocked(String),
+}
+
 pub struct Supervisor {
     ctx: Arc<SupervisorContext>,
-    services: BTreeMap<String, Handle>,
+    /// In service order, then replica order.
+    instances: Vec<Handle>,
+    services: BTreeMap<String, Arc<Service>>,
+    depth: BTreeMap<String, usize>,
+    /// Start-ups waiting on dependencies, by service, so that a stop can cancel them.
+    starters: Mutex<HashMap<String, JoinHandle<()>>>,
 }
 
 impl Supervisor {
-    /// Creates a task for every service, all stopped until [`Supervisor::start_all`].
-    pub fn new(ctx: Arc<SupervisorContext>, config: &Config) -> Result<Self, SuperviseError> {
-        let mut services = BTreeMap::new();
-        for (name, svc) in &config.services {
-            let dir = ctx.logs_dir.join(name);
+    /// Creates a task for every instance, all stopped until [`Supervisor::start_all`].
+    pub fn new(
+        ctx: Arc<SupervisorContext>,
+        config: &Config,
+        instances: Vec<Instance>,
+    ) -> Result<Arc<Self>, SuperviseError> {
+        let services: BTreeMap<String, Arc<Service>> = config
+            .services
+            .iter()
+            .map(|(n, s)| (n.clone(), Arc::new(s.clone())))
+            .collect();
+        let mut handles = Vec::new();
+        for inst in instances {
+            let Some(svc) = services.get(&inst.service).cloned() else {
+                continue;
+            };
+            let dir = ctx.logs_dir.join(&inst.name);
             let logs = LogFiles::open(&dir, svc.log)
                 .map_err(|source| SuperviseError::Logs { path: dir, source })?;
             let (tx, rx) = mpsc::channel(16);
             let shared = Arc::new(Mutex::new(Shared::new()));
-            let unit = format!("{}/{}", ctx.agent_id, name);
+            let unit = format!("{}/{}", ctx.agent_id, inst.name);
             let runner = Runner {
+                inst: inst.clone(),
                 svc: svc.clone(),
                 unit: unit.clone(),
                 ctx: ctx.clone(),
@@ -87,106 +164,334 @@ impl Supervisor {
                 waiting_for_spawn: Vec::new(),
             };
             tokio::spawn(runner.run());
-            services.insert(
-                name.clone(),
-                Handle {
-                    service: svc.clone(),
-                    unit,
-                    tx,
-                    shared,
-                },
-            );
+            handles.push(Handle {
+                inst,
+                service: svc,
+                unit,
+                tx,
+                shared,
+            });
         }
-        Ok(Supervisor { ctx, services })
+        let graph = services
+            .values()
+            .map(|s| (s.name.clone(), s.depends_on.keys().cloned().collect()))
+            .collect();
+        Ok(Arc::new(Supervisor {
+            ctx,
+            instances: handles,
+            depth: steward_config::depths(&graph),
+            services,
+            starters: Mutex::new(HashMap::new()),
+        }))
     }
 
     pub fn context(&self) -> &SupervisorContext {
         &self.ctx
     }
 
-    fn handle(&self, name: &str) -> Result<&Handle, SuperviseError> {
-        self.services
-            .get(name)
-            .ok_or_else(|| SuperviseError::UnknownService {
+    fn of_service(&self, service: &str) -> Vec<&Handle> {
+        self.instances
+            .iter()
+            .filter(|h| h.inst.service == service)
+            .collect()
+    }
+
+    /// The instances a name means: every replica of a service, or one `svc#i`.
+    fn resolve(&self, name: &str) -> Result<Vec<&Handle>, SuperviseError> {
+        let by_service = self.of_service(name);
+        if !by_service.is_empty() {
+            return Ok(by_service);
+        }
+        match self.instances.iter().find(|h| h.inst.name == name) {
+            Some(h) => Ok(vec![h]),
+            None => Err(SuperviseError::UnknownService {
                 name: name.to_string(),
                 known: self.services.keys().cloned().collect::<Vec<_>>().join(", "),
-            })
+            }),
+        }
     }
 
-    async fn send(
-        &self,
-        name: &str,
-        make: fn(oneshot::Sender<()>) -> Control,
-    ) -> Result<(), SuperviseError> {
-        let handle = self.handle(name)?;
-        let (done, wait) = oneshot::channel();
-        handle
-            .tx
-            .send(make(done))
-            .await
-            .map_err(|_| SuperviseError::TaskGone(name.to_string()))?;
-        wait.await
-            .map_err(|_| SuperviseError::TaskGone(name.to_string()))
-    }
-
-    /// Starts a service; returns once its process has been spawned (or failed to).
-    pub async fn start(&self, name: &str) -> Result<(), SuperviseError> {
-        self.send(name, Control::Start).await
-    }
-
-    /// Stops a service; returns once none of its processes is left.
-    pub async fn stop(&self, name: &str) -> Result<(), SuperviseError> {
-        self.send(name, Control::Stop).await
-    }
-
-    /// Stops and starts a service without backoff.
-    pub async fn restart(&self, name: &str) -> Result<(), SuperviseError> {
-        self.send(name, Control::Restart).await
-    }
-
-    /// Starts every service at once; returns once each has been spawned (or failed to).
-    pub async fn start_all(&self) {
-        self.broadcast(Control::Start).await;
-    }
-
-    /// Stops every service at once; returns once all are down.
-    pub async fn stop_all(&self) {
-        self.broadcast(Control::Stop).await;
-    }
-
-    /// Sends a command to every service first, then waits for every reply, so that slow
-    /// stops overlap instead of adding up.
-    async fn broadcast(&self, make: fn(oneshot::Sender<()>) -> Control) {
-        let mut replies = Vec::new();
-        for h in self.services.values() {
-            let (done, wait) = oneshot::channel();
-            if h.tx.send(make(done)).await.is_ok() {
-                replies.push(wait);
+    fn dep_state(&self, dep: &str, cond: Condition) -> DepState {
+        for h in self.of_service(dep) {
+            let (state, running, ready, last) =
+                h.read(|s| (s.state, s.pid.is_some(), s.ready, s.last_exit.clone()));
+            let name = &h.inst.name;
+            let why = last.map(|c| c.to_string()).unwrap_or_default();
+            match state {
+                ServiceState::Failed => return DepState::Blocked(format!("{name} failed ({why})")),
+                ServiceState::CrashLoop => {
+                    return DepState::Blocked(format!("{name} is in a crash loop ({why})"))
+                }
+                _ => {}
+            }
+            let met = match cond {
+                Condition::Started => running || state == ServiceState::Exited,
+                Condition::Healthy => running && ready,
+                Condition::Completed => state == ServiceState::Exited,
+            };
+            if !met {
+                return DepState::Waiting(format!("{dep} to be {cond}"));
             }
         }
-        for r in replies {
-            let _ = r.await;
+        DepState::Met
+    }
+
+    /// Waits until every dependency of `service` meets its condition. While waiting, its
+    /// instances show what they wait for. With `fail_if_blocked`, a failed dependency is an
+    /// error instead of something to wait out.
+    async fn wait_for_dependencies(
+        &self,
+        service: &str,
+        fail_if_blocked: bool,
+    ) -> Result<(), SuperviseError> {
+        let Some(svc) = self.services.get(service).cloned() else {
+            return Ok(());
+        };
+        let mut changes = self.ctx.changes.subscribe();
+        loop {
+            let mut waiting = Vec::new();
+            for (dep, cond) in &svc.depends_on {
+                match self.dep_state(dep, *cond) {
+                    DepState::Met => {}
+                    DepState::Waiting(w) => waiting.push(w),
+                    DepState::Blocked(b) => {
+                        if fail_if_blocked {
+                            return Err(SuperviseError::Blocked {
+                                service: service.to_string(),
+                                why: format!("its dependency {b}"),
+                            });
+                        }
+                        waiting.push(format!("blocked: {b}"));
+                    }
+                }
+            }
+            let text = (!waiting.is_empty()).then(|| waiting.join("; "));
+            for h in self.of_service(service) {
+                let mut s = h.shared.lock().unwrap_or_else(|p| p.into_inner());
+                if s.pid.is_none()
+                    && matches!(s.state, ServiceState::Stopped | ServiceState::Waiting)
+                {
+                    s.state = if text.is_some() {
+                        ServiceState::Waiting
+                    } else {
+                        s.state
+                    };
+                    s.waiting_on = text.clone();
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if changes.changed().await.is_err() {
+                return Ok(());
+            }
         }
     }
 
-    /// Forwards a signal (SIGHUP, say) to every running service's process group.
+    /// Starts a service's instances: in replica order, `start_stagger` apart; replicas on
+    /// the same GPU one after another (each waits for its GPU's lock inside its task).
+    async fn start_instances(&self, service: &str) -> Result<(), SuperviseError> {
+        let handles: Vec<Handle> = self.of_service(service).into_iter().cloned().collect();
+        let Some(svc) = self.services.get(service) else {
+            return Ok(());
+        };
+        let stagger = svc.start_stagger.0;
+        let t0 = tokio::time::Instant::now();
+        let mut groups: BTreeMap<Option<u32>, Vec<Handle>> = BTreeMap::new();
+        for h in handles {
+            groups
+                .entry(h.inst.gpu.as_ref().map(|g| g.index))
+                .or_default()
+                .push(h);
+        }
+        let mut tasks = Vec::new();
+        for (_, group) in groups {
+            tasks.push(tokio::spawn(async move {
+                for h in group {
+                    tokio::time::sleep_until(t0 + stagger * h.inst.replica).await;
+                    h.send(Control::Start).await?;
+                }
+                Ok::<(), SuperviseError>(())
+            }));
+        }
+        for t in tasks {
+            t.await
+                .map_err(|_| SuperviseError::TaskGone(service.to_string()))??;
+        }
+        Ok(())
+    }
+
+    /// Starts every service: each waits for its own dependencies, independent services
+    /// start in parallel. Returns at once; `ps` shows what waits on what.
+    pub fn start_all(self: &Arc<Self>) {
+        for name in self.services.keys() {
+            self.spawn_starter(name);
+        }
+    }
+
+    fn spawn_starter(self: &Arc<Self>, name: &str) {
+        let sup = self.clone();
+        let service = name.to_string();
+        let task = tokio::spawn(async move {
+            if sup.wait_for_dependencies(&service, false).await.is_ok() {
+                if let Err(e) = sup.start_instances(&service).await {
+                    tracing::warn!("{e}");
+                }
+            }
+        });
+        let mut starters = self.starters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = starters.insert(name.to_string(), task) {
+            old.abort();
+        }
+    }
+
+    fn cancel_starter(&self, service: &str) {
+        if let Some(task) = self
+            .starters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(service)
+        {
+            task.abort();
+        }
+    }
+
+    /// Starts a service (or one replica), starting its stopped dependencies first; returns
+    /// once its processes are spawned. A dependency that failed is an error.
+    pub async fn start(self: &Arc<Self>, name: &str) -> Result<(), SuperviseError> {
+        let handles: Vec<Handle> = self.resolve(name)?.into_iter().cloned().collect();
+        let service = handles[0].inst.service.clone();
+        Box::pin(self.start_dependencies(&service)).await?;
+        self.wait_for_dependencies(&service, true).await?;
+        if handles.len() == 1 && handles[0].inst.name != service {
+            return handles[0].send(Control::Start).await;
+        }
+        self.start_instances(&service).await
+    }
+
+    async fn start_dependencies(self: &Arc<Self>, service: &str) -> Result<(), SuperviseError> {
+        let Some(svc) = self.services.get(service).cloned() else {
+            return Ok(());
+        };
+        for dep in svc.depends_on.keys() {
+            let idle = self
+                .of_service(dep)
+                .iter()
+                .all(|h| h.read(|s| s.state == ServiceState::Stopped));
+            if idle {
+                self.start(dep).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops a service (or one replica); returns once none of its processes is left.
+    pub async fn stop(&self, name: &str) -> Result<(), SuperviseError> {
+        let handles = self.resolve(name)?;
+        if handles.len() > 1 || handles[0].inst.name == handles[0].inst.service {
+            self.cancel_starter(&handles[0].inst.service);
+        }
+        let replies: Vec<_> = handles.iter().map(|h| h.send(Control::Stop)).collect();
+        for r in replies {
+            r.await?;
+        }
+        Ok(())
+    }
+
+    /// Restarts a service's replicas one at a time (a rolling restart): each must be ready
+    /// again before the next goes down. Replicas on a GPU still take its lock.
+    pub async fn restart(&self, name: &str) -> Result<(), SuperviseError> {
+        let handles: Vec<Handle> = self.resolve(name)?.into_iter().cloned().collect();
+        self.wait_for_dependencies(&handles[0].inst.service, true)
+            .await?;
+        for h in &handles {
+            h.send(Control::Restart).await?;
+            if handles.len() > 1 {
+                self.wait_ready(h).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_ready(&self, h: &Handle) -> Result<(), SuperviseError> {
+        let mut changes = self.ctx.changes.subscribe();
+        loop {
+            let (state, ready, running, health_error, last) = h.read(|s| {
+                (
+                    s.state,
+                    s.ready,
+                    s.pid.is_some(),
+                    s.health_error.clone(),
+                    s.last_exit.clone(),
+                )
+            });
+            if ready && running {
+                return Ok(());
+            }
+            let unhealthy = h.read(|s| s.health == Some(crate::Health::Unhealthy));
+            if unhealthy
+                || !matches!(
+                    state,
+                    ServiceState::Running | ServiceState::Waiting | ServiceState::Stopping
+                )
+            {
+                let why = if unhealthy {
+                    format!("unhealthy: {}", health_error.unwrap_or_default())
+                } else {
+                    format!(
+                        "{state}{}",
+                        last.map(|c| format!(", {c}")).unwrap_or_default()
+                    )
+                };
+                return Err(SuperviseError::NotReady {
+                    instance: h.inst.name.clone(),
+                    why,
+                });
+            }
+            if changes.changed().await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Stops everything: dependents before what they depend on, each level in parallel.
+    pub async fn stop_all(&self) {
+        for task in self
+            .starters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            task.1.abort();
+        }
+        let max = self.depth.values().copied().max().unwrap_or(0);
+        for level in (0..=max).rev() {
+            let replies: Vec<_> = self
+                .instances
+                .iter()
+                .filter(|h| self.depth.get(&h.inst.service).copied().unwrap_or(0) == level)
+                .map(|h| h.send(Control::Stop))
+                .collect();
+            for r in replies {
+                if let Err(e) = r.await {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+    }
+
+    /// Forwards a signal (SIGHUP, say) to every running instance's process group.
     pub async fn signal_all(&self, sig: Signal) {
-        for h in self.services.values() {
+        for h in &self.instances {
             let _ = h.tx.send(Control::Signal(sig)).await;
         }
     }
 
     pub fn status(&self) -> Vec<ServiceStatus> {
         let enforcement = self.ctx.cgroups.enforcement();
-        self.services
-            .values()
-            .map(|h| {
-                h.shared.lock().unwrap_or_else(|p| p.into_inner()).snapshot(
-                    &h.service,
-                    &h.unit,
-                    enforcement,
-                )
-            })
+        self.instances
+            .iter()
+            .map(|h| h.read(|s| s.snapshot(&h.inst, &h.service, &h.unit, enforcement)))
             .collect()
     }
 }

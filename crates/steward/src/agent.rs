@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 /// Checks what can be checked before anything starts, so `up` fails whole instead of
 /// half-starting.
-pub fn preflight(config: &Config) -> Result<()> {
+pub fn preflight(config: &Config) -> Result<Vec<steward_plan::Instance>> {
     let mem = steward_host::MemInfo::read(&steward_host::Sysroot::live())
         .context("cannot read the host's memory to check the limits against it")?;
     if let Some(r) = steward_plan::admit(config, &mem).first() {
@@ -31,7 +31,14 @@ pub fn preflight(config: &Config) -> Result<()> {
             );
         }
     }
-    Ok(())
+    // NVML is only loaded when a service asks for GPUs.
+    let inventory = if config.services.values().any(|s| s.gpus.is_some()) {
+        steward_host::GpuInventory::discover()
+    } else {
+        steward_host::GpuInventory::fake(0)
+    };
+    steward_plan::instances(config, &inventory)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.path.display()))
 }
 
 /// A stable id per state dir: it names this agent's cgroups, so that a new agent finds
@@ -51,14 +58,14 @@ pub fn run_foreground(config: Config) -> Result<()> {
         .with_context(|| format!("cannot create the state dir {}", config.state_dir.display()))?;
     // The lock comes first: a second agent must not touch the socket, cgroups or logs.
     let lock = StateDirLock::acquire(&config.state_dir)?;
-    preflight(&config)?;
+    let instances = preflight(&config)?;
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(agent_main(config));
+    let result = runtime.block_on(agent_main(config, instances));
     drop(lock);
     result
 }
@@ -74,20 +81,20 @@ fn init_logging() {
         .try_init();
 }
 
-async fn agent_main(config: Config) -> Result<()> {
+async fn agent_main(config: Config, instances: Vec<steward_plan::Instance>) -> Result<()> {
     let started = Instant::now();
     let state_dir = config.state_dir.clone();
     let events = Arc::new(EventLog::open(&state_dir.join("events.jsonl"))?);
     let id = agent_id(&state_dir);
     let cgroups = Arc::new(CgroupDriver::detect(&id));
     let reaper = Reaper::start().context("cannot become the child subreaper")?;
-    let ctx = Arc::new(SupervisorContext {
+    let ctx = Arc::new(SupervisorContext::new(
         reaper,
-        cgroups: cgroups.clone(),
+        cgroups.clone(),
         events,
-        logs_dir: state_dir.join("logs"),
-        agent_id: id,
-    });
+        state_dir.join("logs"),
+        id,
+    ));
 
     let leftovers = cgroups.kill_leftovers();
     if !leftovers.is_empty() {
@@ -120,12 +127,12 @@ async fn agent_main(config: Config) -> Result<()> {
     }
     set_own_oom_score_adj();
 
-    let supervisor = Arc::new(Supervisor::new(ctx.clone(), &config)?);
+    let supervisor = Supervisor::new(ctx.clone(), &config, instances)?;
     let listener = steward_api::bind_socket(&state_dir)?;
     let (req_tx, mut req_rx) = mpsc::channel(64);
     let server = tokio::spawn(steward_api::serve(listener, req_tx));
 
-    supervisor.start_all().await;
+    supervisor.start_all();
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -178,7 +185,7 @@ struct AgentBasics {
     started: Instant,
 }
 
-async fn handle(sup: &Supervisor, info: &AgentBasics, req: Request) -> Response {
+async fn handle(sup: &Arc<Supervisor>, info: &AgentBasics, req: Request) -> Response {
     let result = match req {
         Request::Ping => Ok(()),
         Request::Ps => {

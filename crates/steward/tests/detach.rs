@@ -19,8 +19,7 @@ fn detach_then_ps_then_down() {
         "{}",
         stdout(&out)
     );
-    let svc = agent.service("s");
-    assert_eq!(svc["state"], "running");
+    let svc = agent.running("s");
     let pid = svc["pid"].as_u64().unwrap() as u32;
     let agent_pid = agent.ps()["agent"]["pid"].as_u64().unwrap() as u32;
 

@@ -36,6 +36,7 @@ fn a_second_up_on_the_same_state_dir_is_refused() {
     let out = agent.cli(&["up"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
+    agent.running("s");
     let pid = agent.ps()["agent"]["pid"].as_u64().unwrap();
     assert!(
         err.contains(&format!(
@@ -67,7 +68,7 @@ fn a_stale_socket_is_replaced_and_no_agent_is_reported_clearly() {
     );
 
     let agent = agent.launch(&[]);
-    assert_eq!(agent.service("s")["state"], "running");
+    agent.running("s");
     let mode = std::fs::metadata(agent.state_dir().join("steward.sock")).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
@@ -81,7 +82,7 @@ fn an_agent_killed_hard_leaves_nothing_the_next_one_does_not_clean() {
         return;
     }
     let mut agent = Agent::start("[services.s]\ncommand = [\"sleep\", \"1000\"]\n");
-    let old = agent.service("s")["pid"].as_u64().unwrap() as u32;
+    let old = agent.running("s")["pid"].as_u64().unwrap() as u32;
     let mut child = agent.child.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
@@ -94,7 +95,7 @@ fn an_agent_killed_hard_leaves_nothing_the_next_one_does_not_clean() {
         .find(|e| e["event"] == "leftovers_killed")
         .expect("leftovers_killed event");
     assert_eq!(ev["pids"][0].as_u64().unwrap() as u32, old);
-    assert_eq!(agent.service("s")["state"], "running");
+    agent.running("s");
 }
 
 #[test]

@@ -67,7 +67,7 @@ shell = true
         zombie_children(steward_pid).is_empty()
     });
 
-    let main = agent.service("orphan-maker")["pid"].as_u64().unwrap();
+    let main = agent.running("orphan-maker")["pid"].as_u64().unwrap();
     assert!(main > 1);
     // SIGTERM to PID 1 stops the services, and steward exits 0.
     // SAFETY: plain kill.

@@ -101,7 +101,7 @@ shell = true
         .trim()
         .parse()
         .unwrap();
-    let main_pid = agent.service("forker")["pid"].as_u64().unwrap() as u32;
+    let main_pid = agent.running("forker")["pid"].as_u64().unwrap() as u32;
     assert!(pid_alive(grandchild) && pid_alive(main_pid));
     let status = agent.down();
     assert!(status.success(), "agent exit: {status}");

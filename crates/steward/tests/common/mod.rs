@@ -194,6 +194,12 @@ impl Agent {
             .unwrap_or_else(|| panic!("no service {name} in ps"))
     }
 
+    /// Waits until `name` is running, then returns its status.
+    pub fn running(&self, name: &str) -> Value {
+        self.wait_for(&format!("{name} to run"), |a| a.service(name)["state"] == "running");
+        self.service(name)
+    }
+
     pub fn events(&self) -> Vec<Value> {
         std::fs::read_to_string(self.state_dir().join("events.jsonl"))
             .unwrap_or_default()
