@@ -105,8 +105,16 @@ impl HealthTracker {
     }
 }
 
+/// Where an exec probe runs: the instance's working directory and environment, as a
+/// probe inside a container sees the container's.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeEnv {
+    pub cwd: std::path::PathBuf,
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
 /// Runs one probe, bounded by the check's timeout.
-pub async fn probe(check: &HealthCheck, reaper: &Reaper) -> ProbeResult {
+pub async fn probe(check: &HealthCheck, reaper: &Reaper, penv: &ProbeEnv) -> ProbeResult {
     let timeout = check.timeout.0;
     let run = async {
         match &check.probe {
@@ -122,7 +130,7 @@ pub async fn probe(check: &HealthCheck, reaper: &Reaper) -> ProbeResult {
                     Err(e) => ProbeResult::Fail(format!("tcp {address}: {e}")),
                 }
             }
-            Probe::Exec { argv } => exec(argv, reaper, timeout).await,
+            Probe::Exec { argv } => exec(argv, reaper, timeout, penv).await,
         }
     };
     match tokio::time::timeout(timeout, run).await {
@@ -168,9 +176,11 @@ async fn http(host: &str, port: u16, path: &str, url: &str) -> ProbeResult {
     }
 }
 
-async fn exec(argv: &[String], reaper: &Reaper, timeout: Duration) -> ProbeResult {
+async fn exec(argv: &[String], reaper: &Reaper, timeout: Duration, penv: &ProbeEnv) -> ProbeResult {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
+        .current_dir(&penv.cwd)
+        .envs(&penv.env)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -391,6 +391,7 @@ impl Runner {
             Err(e) => return self.spawn_failed(format!("cannot create the output pipe: {e}")),
         };
         let mut env = self.inst.env.clone();
+        env.insert("STEWARD_SERVICE".into(), self.inst.name.clone());
         let notify_socket = if self.svc.notify {
             match notify::NotifySocket::bind(&self.unit) {
                 Ok(sock) => {
@@ -404,14 +405,7 @@ impl Runner {
         } else {
             None
         };
-        let mut cmd = match spawn::build(
-            &self.svc,
-            &self.inst.name,
-            &env,
-            &self.unit,
-            cgroup.as_ref(),
-            write_end,
-        ) {
+        let mut cmd = match spawn::build(&self.svc, &env, &self.unit, cgroup.as_ref(), write_end) {
             Ok(c) => c,
             Err(reason) => return self.spawn_failed(reason),
         };
@@ -508,9 +502,10 @@ impl Runner {
                 _ = &mut probe_timer, if tracker.is_some() && !probe_in_flight => {
                     probe_in_flight = true;
                     let (check, reaper, tx) = (self.svc.health.clone(), self.ctx.reaper.clone(), probe_tx.clone());
+                    let penv = health::ProbeEnv { cwd: self.svc.cwd.clone(), env: env.clone() };
                     tokio::spawn(async move {
                         if let Some(check) = check {
-                            let _ = tx.send(health::probe(&check, &reaper).await).await;
+                            let _ = tx.send(health::probe(&check, &reaper, &penv).await).await;
                         }
                     });
                 }

@@ -36,7 +36,6 @@ fn path_var(svc: &Service) -> String {
 /// Builds the command for one run. Errors are written for the person reading `ps`.
 pub fn build(
     svc: &Service,
-    instance: &str,
     env: &BTreeMap<String, String>,
     unit: &str,
     cgroup: Option<&ServiceCgroup>,
@@ -54,7 +53,6 @@ pub fn build(
     cmd.args(&svc.argv[1..])
         .current_dir(&svc.cwd)
         .envs(env)
-        .env("STEWARD_SERVICE", instance)
         .env(MARKER_VAR, unit)
         .stdin(Stdio::null())
         .process_group(0);

@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use steward_config::{Condition, Config, Service};
 use steward_events::{Event, EventKind, EventLog};
 use steward_plan::Instance;
@@ -413,7 +414,14 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Waits until a just-restarted instance is ready. Being unhealthy for a while is part
+    /// of starting (compose counts failures before the first success); exiting is not.
+    /// The wait is bounded by what its health check allows, plus a minute.
     async fn wait_ready(&self, h: &Handle) -> Result<(), SuperviseError> {
+        let limit = h.service.health.as_ref().map_or(Duration::ZERO, |c| {
+            c.start_period.0 + c.interval.0 * (c.retries + 1)
+        }) + Duration::from_secs(60);
+        let deadline = tokio::time::Instant::now() + limit;
         let mut changes = self.ctx.changes.subscribe();
         loop {
             let (state, ready, running, health_error, last) = h.read(|s| {
@@ -428,28 +436,35 @@ impl Supervisor {
             if ready && running {
                 return Ok(());
             }
-            let unhealthy = h.read(|s| s.health == Some(crate::Health::Unhealthy));
-            if unhealthy
-                || !matches!(
-                    state,
-                    ServiceState::Running | ServiceState::Waiting | ServiceState::Stopping
-                )
-            {
-                let why = if unhealthy {
-                    format!("unhealthy: {}", health_error.unwrap_or_default())
-                } else {
-                    format!(
-                        "{state}{}",
-                        last.map(|c| format!(", {c}")).unwrap_or_default()
-                    )
-                };
+            if !matches!(
+                state,
+                ServiceState::Running | ServiceState::Waiting | ServiceState::Stopping
+            ) {
+                let why = format!(
+                    "{state}{}",
+                    last.map(|c| format!(", {c}")).unwrap_or_default()
+                );
                 return Err(SuperviseError::NotReady {
                     instance: h.inst.name.clone(),
                     why,
                 });
             }
-            if changes.changed().await.is_err() {
-                return Ok(());
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Ok(()),
+                Err(_) => {
+                    let why = format!(
+                        "still not ready after {}{}",
+                        humantime::format_duration(limit),
+                        health_error
+                            .map(|e| format!(" (last check: {e})"))
+                            .unwrap_or_default()
+                    );
+                    return Err(SuperviseError::NotReady {
+                        instance: h.inst.name.clone(),
+                        why,
+                    });
+                }
             }
         }
     }

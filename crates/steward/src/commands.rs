@@ -113,22 +113,25 @@ fn ps(target: &Target, json: bool) -> Result<()> {
 }
 
 fn print_ps(ps: &PsReply) {
+    let with_gpu = ps.services.iter().any(|s| s.gpu.is_some());
     let mut table = Table::new();
     table.load_preset(presets::NOTHING);
-    table.set_header([
-        "NAME",
-        "STATE",
-        "PID",
-        "UPTIME",
-        "RESTARTS",
-        "LAST EXIT",
-        "MEMORY",
-        "LIMITS",
-    ]);
+    let mut header = vec!["NAME", "STATE", "HEALTH"];
+    if with_gpu {
+        header.push("GPU");
+    }
+    header.extend(["PID", "UPTIME", "RESTARTS", "LAST EXIT", "MEMORY", "LIMITS"]);
+    table.set_header(header);
     for s in &ps.services {
-        table.add_row([
+        let mut row = vec![
             s.name.clone(),
             state_cell(s),
+            s.health.map_or("-".into(), |h| h.to_string()),
+        ];
+        if with_gpu {
+            row.push(s.gpu.map_or("-".into(), |g| g.to_string()));
+        }
+        row.extend([
             s.pid.map_or("-".into(), |p| p.to_string()),
             s.uptime_ms
                 .map_or("-".into(), |ms| short_duration(Duration::from_millis(ms))),
@@ -137,11 +140,20 @@ fn print_ps(ps: &PsReply) {
             memory_cell(s),
             s.enforcement.to_string(),
         ]);
+        table.add_row(row);
     }
     println!("{table}");
-    for s in ps.services.iter().filter(|s| !s.recent_exits.is_empty()) {
-        let last: Vec<String> = s.recent_exits.iter().map(|c| c.short()).collect();
-        println!("{}: crash loop; latest exits: {}", s.name, last.join(", "));
+    for s in &ps.services {
+        if let Some(w) = &s.waiting_on {
+            println!("{}: waiting for {w}", s.name);
+        }
+        if let (Some(h), Some(e)) = (s.health, &s.last_health_error) {
+            println!("{}: {h}, last check: {e}", s.name);
+        }
+        if !s.recent_exits.is_empty() {
+            let last: Vec<String> = s.recent_exits.iter().map(|c| c.short()).collect();
+            println!("{}: crash loop; latest exits: {}", s.name, last.join(", "));
+        }
     }
     println!(
         "agent pid {}, up {}, {}; {} orphan(s) reaped",

@@ -130,3 +130,64 @@ fn every_example_config_is_valid() {
     }
     assert!(checked >= 2, "found only {checked} example configs");
 }
+
+#[test]
+fn dependency_and_health_mistakes_are_named() {
+    let (ok, _, err) = check("[services.a]\ncommand = [\"x\"]\ndepends_on = [\"b\"]\n[services.b]\ncommand = [\"x\"]\ndepends_on = [\"c\"]\n[services.c]\ncommand = [\"x\"]\ndepends_on = [\"a\"]\n");
+    assert!(!ok);
+    assert!(err.contains("dependency cycle: a -> b -> c -> a"), "{err}");
+    let (_, _, err) = check("[services.a]\ncommand = [\"x\"]\ndepends_on = [\"a\"]\n");
+    assert!(
+        err.contains("steward.toml:3:1: services.a.depends_on: \"a\" depends on itself"),
+        "{err}"
+    );
+    let (_, _, err) = check("[services.redis]\ncommand = [\"x\"]\n[services.a]\ncommand = [\"x\"]\ndepends_on = { rediss = \"healthy\" }\n");
+    assert!(
+        err.contains(
+            "\"rediss\" is not a service in this file (it has: a, redis); did you mean \"redis\"?"
+        ),
+        "{err}"
+    );
+    let (_, _, err) = check("[services.redis]\ncommand = [\"x\"]\n[services.a]\ncommand = [\"x\"]\ndepends_on = { redis = \"healthy\" }\n");
+    assert!(err.contains("redis has no health check"), "{err}");
+    let (_, _, err) = check("[services.a]\ncommand = [\"x\"]\nhealth = { http = \"ftp://x/\" }\n");
+    assert!(
+        err.contains("services.a.health.http: \"ftp://x/\" is a ftp URL"),
+        "{err}"
+    );
+    let (_, _, err) = check(
+        "[services.a]\ncommand = [\"x\"]\nhealth = { tcp = \"127.0.0.1:1\", interval = \"0s\" }\n",
+    );
+    assert!(
+        err.contains("services.a.health.interval: must be longer than 0s"),
+        "{err}"
+    );
+    let (_, _, err) = check(
+        "[services.a]\ncommand = [\"x\"]\nhealth = { tcp = \"127.0.0.1:1\", interval = \"-1s\" }\n",
+    );
+    assert!(
+        err.contains("services.a.health.interval: \"-1s\" is not a duration"),
+        "{err}"
+    );
+    let (_, _, err) = check("[services.a]\ncommand = [\"x\"]\nreplicas = 0\n");
+    assert!(
+        err.contains("services.a.replicas: must be at least 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_resolved_env_shows_the_cuda_profile_under_the_users_env() {
+    let (ok, out, err) = check("[services.w]\ncommand = [\"x\"]\ngpus = \"all\"\ncuda_env = \"strict\"\nenv = { CUDA_MODULE_LOADING = \"EAGER\" }\n");
+    assert!(ok, "{err}");
+    let _ = out;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.toml"), "[services.w]\ncommand = [\"x\"]\ngpus = \"all\"\ncuda_env = \"strict\"\nenv = { CUDA_MODULE_LOADING = \"EAGER\" }\n").unwrap();
+    let out = steward(&["config", "check", "s.toml", "--json"], dir.path());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let env = &json["services"]["w"]["resolved_env"];
+    assert_eq!(env["CUDA_DEVICE_ORDER"], "PCI_BUS_ID");
+    assert_eq!(env["CUDA_DEVICE_MAX_CONNECTIONS"], "1");
+    assert_eq!(env["PYTORCH_CUDA_ALLOC_CONF"], "expandable_segments:True");
+    assert_eq!(env["CUDA_MODULE_LOADING"], "EAGER", "the user's value wins");
+}

@@ -89,6 +89,8 @@ pub struct Agent {
     pub config: PathBuf,
     pub child: Option<Child>,
     pub tag: String,
+    /// Extra environment for the agent (and so for its services).
+    pub env: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -107,6 +109,7 @@ impl Agent {
             config,
             child: None,
             tag: new_tag(),
+            env: Vec::new(),
         }
     }
 
@@ -125,6 +128,7 @@ impl Agent {
             .args(&args)
             .current_dir(self.dir.path())
             .env("STEWARD_TEST_TAG", &self.tag)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -147,6 +151,11 @@ impl Agent {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        self
+    }
+
+    pub fn with_env(mut self, key: &str, value: &str) -> Agent {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -196,7 +205,9 @@ impl Agent {
 
     /// Waits until `name` is running, then returns its status.
     pub fn running(&self, name: &str) -> Value {
-        self.wait_for(&format!("{name} to run"), |a| a.service(name)["state"] == "running");
+        self.wait_for(&format!("{name} to run"), |a| {
+            a.service(name)["state"] == "running"
+        });
         self.service(name)
     }
 
@@ -206,6 +217,11 @@ impl Agent {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    /// The timestamp of an event, as a time.
+    pub fn ts(event: &Value) -> std::time::SystemTime {
+        humantime::parse_rfc3339(event["ts"].as_str().expect("ts")).expect("rfc3339 ts")
     }
 
     pub fn events_of(&self, service: &str, kind: &str) -> Vec<Value> {
@@ -273,4 +289,13 @@ pub fn require_cgroups(test: &str) -> bool {
 fn nix_is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// A port that was free a moment ago (the OS picked it); the caller binds it next.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
