@@ -21,7 +21,7 @@ pub struct Instance {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("{key}: this service asks for GPUs, but there are none: {why}. Remove `gpus`, or set STEWARD_FAKE_GPUS=N to try placement without GPUs")]
+    #[error("{key}: this service asks for GPUs, but there are none ({why}); remove `gpus`, or set STEWARD_FAKE_GPUS=N to try placement without GPUs")]
     NoGpus { key: String, why: String },
     #[error("{key}: there is no GPU {wanted}; this host has: {found}")]
     UnknownGpu {

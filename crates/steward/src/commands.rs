@@ -83,7 +83,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
                         format!("memory {}", m.both())
                     });
                     println!(
-                        "  {}: {:?}, restart {:?}, {mem}",
+                        "  {}: {:?}, restart {}, {mem}",
                         svc.name, svc.argv, svc.restart
                     );
                 }
@@ -178,6 +178,7 @@ fn state_cell(s: &ServiceStatus) -> String {
 fn memory_cell(s: &ServiceStatus) -> String {
     match (s.memory_used, s.memory_limit) {
         (None, None) => "-".into(),
+        (None, Some(limit)) => format!("- / {}", fmt_bytes(Some(limit))),
         (used, Some(limit)) => format!("{} / {}", fmt_bytes(used), fmt_bytes(Some(limit))),
         (used, None) => fmt_bytes(used),
     }
@@ -214,17 +215,7 @@ fn logs(state_dir: &Path, service: &str, tail: Option<usize>, follow: bool) -> R
             }
         );
     }
-    let mut out = std::io::stdout().lock();
-    let result = print_logs(&dir, tail, follow, &mut out);
-    match result {
-        Err(e) if is_broken_pipe(&e) => Ok(()),
-        other => other,
-    }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<std::io::Error>()
-        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    print_logs(&dir, tail, follow, &mut std::io::stdout().lock())
 }
 
 fn print_logs(dir: &Path, tail: Option<usize>, follow: bool, out: &mut impl Write) -> Result<()> {

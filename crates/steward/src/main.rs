@@ -11,6 +11,12 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if !matches!(cli.command, cli::Command::Up { .. }) {
+        // A CLI command piped into `head` should end quietly, as other Unix tools do. The
+        // agent keeps SIGPIPE ignored: a client that hangs up must not kill it.
+        // SAFETY: restoring a default signal disposition before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match commands::run(cli.command) {
         Ok(code) => code,
         Err(err) => {

@@ -356,3 +356,79 @@ fn gpu_requests_are_checked_against_the_host() {
         stderr(&out)
     );
 }
+
+#[test]
+fn ready_1_on_notify_socket_makes_it_healthy_for_dependents() {
+    let agent = Agent::start(
+        r#"
+[services.model]
+notify = true
+# Says READY=1 once "loaded", as sd_notify does; '@' is the abstract namespace.
+command = ["python3", "-c", """
+import os, socket, time
+time.sleep(0.3)
+addr = os.environ['NOTIFY_SOCKET']
+if addr.startswith('@'):
+    addr = '\\0' + addr[1:]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b'STATUS=loaded\\nREADY=1', addr)
+time.sleep(1000)
+"""]
+
+[services.api]
+command = ["sleep", "1000"]
+depends_on = { model = "healthy" }
+"#,
+    );
+    agent.running("api");
+    let model = agent.service("model");
+    assert_eq!(model["ready"], true, "{model}");
+    let ready = &agent.events_of("model", "health")[0];
+    assert_eq!(ready["state"], "healthy");
+    assert!(Agent::ts(&agent.events_of("api", "started")[0]) >= Agent::ts(ready));
+}
+
+#[test]
+fn replicas_are_staggered_and_start_brings_up_stopped_dependencies() {
+    let agent = Agent::start(
+        r#"
+[services.db]
+command = ["sleep", "1000"]
+
+[services.workers]
+command = ["sleep", "1000"]
+replicas = 3
+start_stagger = "300ms"
+depends_on = ["db"]
+"#,
+    );
+    for n in ["workers#0", "workers#1", "workers#2"] {
+        agent.running(n);
+    }
+    let starts: Vec<SystemTime> = (0..3)
+        .map(|i| Agent::ts(&agent.events_of(&format!("workers#{i}"), "started")[0]))
+        .collect();
+    for pair in starts.windows(2) {
+        let gap = pair[1].duration_since(pair[0]).unwrap();
+        assert!(
+            gap >= std::time::Duration::from_millis(290),
+            "replicas {gap:?} apart, stagger is 300ms"
+        );
+    }
+
+    for name in ["workers", "db"] {
+        let out = agent.cli(&["stop", name]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(agent.service("db")["state"], "stopped");
+    let out = agent.cli(&["start", "workers"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        agent.service("db")["state"],
+        "running",
+        "start brought its dependency up first"
+    );
+    let db_second = Agent::ts(&agent.events_of("db", "started")[1]);
+    let w_second = Agent::ts(&agent.events_of("workers#0", "started")[1]);
+    assert!(w_second >= db_second);
+}
