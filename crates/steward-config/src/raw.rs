@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 pub struct RawConfig {
     /// Where the queue, logs, events and control socket live; relative to the config's folder.
     pub state_dir: Option<PathBuf>,
+    /// Memory kept free for the host; admission refuses limits that eat into it.
+    pub reserve_memory: Option<ByteSize>,
     #[serde(default)]
     pub services: BTreeMap<String, RawService>,
 }
@@ -56,6 +58,8 @@ pub struct RawService {
     pub gpu_settle: Option<HumanDuration>,
     pub cuda_env: Option<CudaEnv>,
     pub start_stagger: Option<HumanDuration>,
+    pub cpus_per_replica: Option<u32>,
+    pub gpu_memory: Option<ByteSize>,
 }
 
 /// `command = ["python3", "serve.py"]`, or a string that is split like a shell would

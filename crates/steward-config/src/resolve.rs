@@ -19,6 +19,9 @@ pub struct Config {
     pub path: PathBuf,
     /// The state dir, absolute: `queue.db`, `logs/`, `events.jsonl`, `steward.sock`.
     pub state_dir: PathBuf,
+    /// Memory admission keeps free for the host. `None`: the larger of 2 GiB and 5% of
+    /// MemTotal, decided by the plan.
+    pub reserve_memory: Option<ByteSize>,
     pub services: BTreeMap<String, Service>,
 }
 
@@ -62,6 +65,11 @@ pub struct Service {
     /// (when `gpus` is set). Per replica, `CUDA_VISIBLE_DEVICES`, `STEWARD_REPLICA` and
     /// `STEWARD_GPU` are added at start.
     pub resolved_env: BTreeMap<String, String>,
+    /// Whole cores to pin each replica to (hyper-thread siblings together), chosen by the
+    /// plan near the replica's GPU.
+    pub cpus_per_replica: Option<u32>,
+    /// GPU memory each replica is expected to use; admission checks the sum per GPU.
+    pub gpu_memory: Option<ByteSize>,
 }
 
 impl Service {
@@ -177,6 +185,7 @@ pub fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Config
     Ok(Config {
         path: abs_path,
         state_dir,
+        reserve_memory: raw.reserve_memory,
         services,
     })
 }
@@ -360,6 +369,12 @@ fn resolve_service(
             return Err(ctx.err(&key("replicas"), "give either `replicas` or `replicas_per_gpu`, not both: with replicas_per_gpu the count is GPUs x K"));
         }
     }
+    if raw.cpus_per_replica == Some(0) {
+        return Err(ctx.err(&key("cpus_per_replica"), "must be at least 1 (whole cores)"));
+    }
+    if raw.cpus_per_replica.is_some() && raw.cpus.is_some() {
+        return Err(ctx.err(&key("cpus_per_replica"), "give either `cpus` (an explicit list) or `cpus_per_replica` (the plan picks), not both"));
+    }
     let cuda_env = raw.cuda_env.unwrap_or_default();
     let resolved_env = if raw.gpus.is_some() {
         cuda_env.apply(&raw.env)
@@ -396,6 +411,8 @@ fn resolve_service(
         cuda_env,
         start_stagger: raw.start_stagger.unwrap_or_default(),
         resolved_env,
+        cpus_per_replica: raw.cpus_per_replica,
+        gpu_memory: raw.gpu_memory,
     })
 }
 

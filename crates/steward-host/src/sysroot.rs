@@ -43,6 +43,11 @@ impl Sysroot {
         std::fs::read_to_string(&path).map_err(|source| HostError::Read { path, source })
     }
 
+    /// Whether this is the live host (`/`), where effects such as NVML calls make sense.
+    pub fn is_live(&self) -> bool {
+        self.root == Path::new("/")
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

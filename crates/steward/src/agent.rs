@@ -33,7 +33,7 @@ pub fn preflight(config: &Config) -> Result<Vec<steward_plan::Instance>> {
     }
     // NVML is only loaded when a service asks for GPUs.
     let inventory = if config.services.values().any(|s| s.gpus.is_some()) {
-        steward_host::GpuInventory::discover()
+        steward_host::GpuInventory::discover(&steward_host::Sysroot::live())
     } else {
         steward_host::GpuInventory::fake(0)
     };
