@@ -1,8 +1,14 @@
-use serde::Serialize;
-use steward_config::{ByteSize, Config};
-use steward_host::MemInfo;
+//! Admission: does the plan fit the host? Memory limits plus the reserve under MemTotal,
+//! GPU memory per GPU under its total, pinned CPUs that exist and are allowed. Every size is
+//! shown in GiB and GB, because the difference (7%) is what hung the node in seed 004.
 
-/// One reason the config does not fit, written for the operator.
+use crate::Instance;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use steward_config::{ByteSize, Config};
+use steward_host::{CpuTopology, GpuInventory, MemInfo};
+
+/// One reason the plan does not fit, written for the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Refusal {
     /// The config key at fault, e.g. `services.train.memory`.
@@ -10,57 +16,230 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// Checks every service's memory limit against the host's memory.
-pub fn admit(config: &Config, mem: &MemInfo) -> Vec<Refusal> {
-    let total = ByteSize(mem.total);
-    config
-        .services
-        .values()
-        .filter_map(|svc| {
-            let limit = svc.memory?;
-            (limit.bytes() > mem.total).then(|| Refusal {
-                key: format!("services.{}.memory", svc.name),
-                message: format!(
-                    "{} is more than this host's memory, {} (MemTotal); the limit could never be reached, \
-                     so the host would run out first. Lower it below {}",
-                    limit.both(),
-                    total.both(),
-                    total.binary()
-                ),
-            })
-        })
-        .collect()
+/// One line of the memory account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemoryLine {
+    pub what: String,
+    pub bytes: u64,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Admission {
+    pub admitted: bool,
+    /// Limits by service, the reserve, the total asked, MemTotal, and the headroom or
+    /// the missing amount.
+    pub memory: Vec<MemoryLine>,
+    pub refusals: Vec<Refusal>,
+    pub warnings: Vec<String>,
+}
 
-    #[test]
-    fn a_limit_above_memtotal_is_refused_in_both_units() {
-        let cfg = steward_config::parse(
-            "[services.big]\ncommand = [\"true\"]\nmemory = \"500GiB\"\n[services.small]\ncommand = [\"true\"]\nmemory = \"1GiB\"\n",
-            std::path::Path::new("/x/steward.toml"),
-        )
-        .unwrap();
-        let mem = MemInfo {
-            total: 64 << 30,
-            available: 60 << 30,
-            swap_total: 0,
-            swap_free: 0,
-        };
-        let refusals = admit(&cfg, &mem);
-        assert_eq!(refusals.len(), 1);
-        assert_eq!(refusals[0].key, "services.big.memory");
-        assert!(
-            refusals[0].message.contains("500.00 GiB (536.87 GB)"),
-            "{}",
-            refusals[0].message
-        );
-        assert!(
-            refusals[0].message.contains("64.00 GiB (68.72 GB)"),
-            "{}",
-            refusals[0].message
-        );
+/// The default reserve: the larger of 2 GiB and 5% of MemTotal.
+pub fn default_reserve(mem_total: u64) -> u64 {
+    (2u64 << 30).max(mem_total / 20)
+}
+
+pub struct AdmissionInputs<'a> {
+    pub mem: Option<&'a MemInfo>,
+    pub cpu: Option<&'a CpuTopology>,
+    pub gpus: &'a GpuInventory,
+    /// The highest memory use steward has seen per service on earlier runs.
+    pub observed_peaks: &'a BTreeMap<String, u64>,
+}
+
+pub fn admit(config: &Config, instances: &[Instance], input: &AdmissionInputs) -> Admission {
+    let mut refusals = Vec::new();
+    let mut warnings = Vec::new();
+    let mut memory = Vec::new();
+
+    let mut by_service: BTreeMap<&str, (u32, u64)> = BTreeMap::new();
+    for i in instances {
+        if let Some(m) = i.memory {
+            let e = by_service.entry(&i.service).or_default();
+            e.0 += 1;
+            e.1 += m;
+        }
+    }
+    let asked: u64 = by_service.values().map(|v| v.1).sum();
+    for (svc, (n, total)) in &by_service {
+        memory.push(MemoryLine {
+            what: format!("{svc} ({n} x {})", ByteSize(total / u64::from(*n)).binary()),
+            bytes: *total,
+        });
+    }
+    match input.mem {
+        None => warnings
+            .push("memory limits not checked: this host's MemTotal could not be read".into()),
+        Some(mem) => {
+            let (reserve, why) = match config.reserve_memory {
+                Some(r) => (r.bytes(), "reserve_memory".to_string()),
+                None => (
+                    default_reserve(mem.total),
+                    "reserve (max of 2 GiB and 5% of MemTotal)".to_string(),
+                ),
+            };
+            memory.push(MemoryLine {
+                what: why,
+                bytes: reserve,
+            });
+            memory.push(MemoryLine {
+                what: "total asked".into(),
+                bytes: asked + reserve,
+            });
+            memory.push(MemoryLine {
+                what: "MemTotal".into(),
+                bytes: mem.total,
+            });
+            if asked + reserve > mem.total {
+                let missing = asked + reserve - mem.total;
+                memory.push(MemoryLine {
+                    what: "missing".into(),
+                    bytes: missing,
+                });
+                let fits = ByteSize(mem.total.saturating_sub(reserve));
+                let mut message = format!(
+                    "memory limits of {} plus a reserve of {} do not fit in this host's {}: {} missing. At most {} of limits fit",
+                    ByteSize(asked).both(),
+                    ByteSize(reserve).both(),
+                    ByteSize(mem.total).both(),
+                    ByteSize(missing).both(),
+                    fits.both()
+                );
+                // Seed 004: `free -g` said 503, someone asked for 500GiB, and the kernel,
+                // page cache and sshd had nothing left. A limit this close to MemTotal is
+                // usually a unit mix-up.
+                if let Some(max) = instances.iter().filter_map(|i| i.memory).max() {
+                    if max * 10 >= mem.total * 9 {
+                        message.push_str(&format!(
+                            ". Check the units: `free -g` and `nvidia-smi` print GiB, so this host's {} is {}; \
+                             a limit of {} leaves the kernel, page cache and sshd {} (GiB and GB differ by 7%)",
+                            ByteSize(mem.total).binary(),
+                            ByteSize(mem.total).decimal(),
+                            ByteSize(max).both(),
+                            ByteSize(mem.total.saturating_sub(max)).both()
+                        ));
+                    }
+                }
+                refusals.push(Refusal {
+                    key: by_service
+                        .keys()
+                        .next()
+                        .map_or("reserve_memory".into(), |s| format!("services.{s}.memory")),
+                    message,
+                });
+            } else {
+                let headroom = mem.total - asked - reserve;
+                memory.push(MemoryLine {
+                    what: "headroom".into(),
+                    bytes: headroom,
+                });
+                if asked > 0 && headroom < mem.total / 10 {
+                    warnings.push(format!(
+                        "headroom is {} ({}% of MemTotal); under 10% leaves little for page cache",
+                        ByteSize(headroom).both(),
+                        headroom * 100 / mem.total
+                    ));
+                }
+            }
+        }
+    }
+
+    // GPU memory per GPU.
+    let mut per_gpu: BTreeMap<u32, u64> = BTreeMap::new();
+    for i in instances {
+        if let (Some(g), Some(m)) = (&i.gpu, i.gpu_memory) {
+            *per_gpu.entry(g.index).or_default() += m;
+        }
+    }
+    for (idx, sum) in per_gpu {
+        if let Some(g) = input.gpus.gpus.iter().find(|g| g.index == idx) {
+            if sum > g.memory_total {
+                let who: Vec<&str> = instances
+                    .iter()
+                    .filter(|i| {
+                        i.gpu.as_ref().is_some_and(|x| x.index == idx) && i.gpu_memory.is_some()
+                    })
+                    .map(|i| i.name.as_str())
+                    .collect();
+                refusals.push(Refusal {
+                    key: format!(
+                        "services.{}.gpu_memory",
+                        who.first().and_then(|n| n.split('#').next()).unwrap_or("?")
+                    ),
+                    message: format!(
+                        "GPU {idx} ({}) has {} but {} ask for {} ({} missing)",
+                        g.name,
+                        ByteSize(g.memory_total).both(),
+                        who.join(", "),
+                        ByteSize(sum).both(),
+                        ByteSize(sum - g.memory_total).both()
+                    ),
+                });
+            }
+        }
+    }
+
+    // Pinned CPUs must exist and be allowed.
+    if let Some(topo) = input.cpu {
+        for svc in config.services.values() {
+            let Some(list) = &svc.cpus else { continue };
+            let bad: Vec<usize> = list
+                .0
+                .iter()
+                .copied()
+                .filter(|c| !topo.allowed.contains(c))
+                .collect();
+            if !bad.is_empty() {
+                let exist = bad.iter().all(|c| topo.online.contains(c));
+                refusals.push(Refusal {
+                    key: format!("services.{}.cpus", svc.name),
+                    message: format!(
+                        "CPU(s) {} {}; this host has {} and steward may use {}",
+                        steward_host::cpulist::format(&bad),
+                        if exist {
+                            "are not allowed for steward (Cpus_allowed_list)"
+                        } else {
+                            "do not exist"
+                        },
+                        steward_host::cpulist::format(&topo.online),
+                        steward_host::cpulist::format(&topo.allowed)
+                    ),
+                });
+            }
+        }
+        if topo.numa_nodes.len() > 1 {
+            let unpinned: Vec<&str> = instances
+                .iter()
+                .filter(|i| i.gpu.is_some() && i.cpus.is_none())
+                .map(|i| i.name.as_str())
+                .collect();
+            if !unpinned.is_empty() {
+                warnings.push(format!(
+                    "{} NUMA nodes, and GPU replicas {} are not pinned: set cpus_per_replica so each runs next to its GPU",
+                    topo.numa_nodes.len(),
+                    unpinned.join(", ")
+                ));
+            }
+        }
+    }
+
+    // Limits below what the service was seen to use.
+    for svc in config.services.values() {
+        if let (Some(limit), Some(&peak)) = (svc.memory, input.observed_peaks.get(&svc.name)) {
+            if limit.bytes() < peak {
+                warnings.push(format!(
+                    "services.{}.memory = {} is below the {} it was seen using on an earlier run (events.jsonl); expect OOM kills",
+                    svc.name,
+                    limit.both(),
+                    ByteSize(peak).both()
+                ));
+            }
+        }
+    }
+
+    Admission {
+        admitted: refusals.is_empty(),
+        memory,
+        refusals,
+        warnings,
     }
 }

@@ -14,6 +14,12 @@ pub struct Instance {
     pub name: String,
     pub replica: u32,
     pub gpu: Option<Gpu>,
+    /// CPUs it is pinned to: the service's explicit `cpus`, or whole cores chosen by the
+    /// placement for `cpus_per_replica`.
+    pub cpus: Option<Vec<usize>>,
+    pub memory: Option<u64>,
+    pub gpu_memory: Option<u64>,
+    pub pids_max: Option<u32>,
     /// The full environment steward adds: the service's resolved env, the CUDA variables
     /// and `STEWARD_REPLICA` / `STEWARD_GPU`.
     pub env: BTreeMap<String, String>,
@@ -68,6 +74,10 @@ fn service_instances(svc: &Service, inventory: &GpuInventory) -> Result<Vec<Inst
                 },
                 replica: i,
                 gpu,
+                cpus: svc.cpus.as_ref().map(|c| c.0.clone()),
+                memory: svc.memory.map(|m| m.bytes()),
+                gpu_memory: svc.gpu_memory.map(|m| m.bytes()),
+                pids_max: svc.pids_max,
                 env,
             }
         })
