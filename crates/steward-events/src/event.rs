@@ -43,6 +43,9 @@ pub enum EventKind {
         class: ExitClass,
         /// How long it ran, in milliseconds.
         ran_ms: u64,
+        /// The most memory it used (its cgroup's peak, or the main process's max RSS).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peak_memory: Option<u64>,
     },
     /// Processes of the service that outlived its main process and were killed.
     StrayKilled {
@@ -108,7 +111,9 @@ impl Event {
                 Some(e) => format!("{state}: {e}"),
                 None => state.clone(),
             },
-            EventKind::Exited { pid, class, ran_ms } => {
+            EventKind::Exited {
+                pid, class, ran_ms, ..
+            } => {
                 format!("pid {pid} {class} after {:.1}s", *ran_ms as f64 / 1000.0)
             }
             EventKind::StrayKilled { pids } => {

@@ -95,6 +95,7 @@ mod tests {
                 pid: 42,
                 class: ExitClass::Exited { code: 3 },
                 ran_ms: 1500,
+                peak_memory: None,
             },
         );
         log.append(&ev).unwrap();

@@ -354,6 +354,7 @@ impl Runner {
                 reason: reason.clone(),
             },
             ran_ms: 0,
+            peak_memory: None,
         });
         self.reply_spawned();
         RunEnd {
@@ -405,7 +406,14 @@ impl Runner {
         } else {
             None
         };
-        let mut cmd = match spawn::build(&self.svc, &env, &self.unit, cgroup.as_ref(), write_end) {
+        let mut cmd = match spawn::build(
+            &self.svc,
+            self.inst.cpus.as_deref(),
+            &env,
+            &self.unit,
+            cgroup.as_ref(),
+            write_end,
+        ) {
             Ok(c) => c,
             Err(reason) => return self.spawn_failed(reason),
         };
@@ -566,6 +574,7 @@ impl Runner {
                 .or(watchdog_peak.max(reaped.map(|r| r.max_rss))),
         };
         let class = classify(outcome, &evidence);
+        let peak_memory = evidence.memory_peak;
 
         let strays = self.kill_strays(cgroup.as_ref()).await;
         if !strays.is_empty() {
@@ -584,6 +593,7 @@ impl Runner {
             pid: pid as u32,
             class: class.clone(),
             ran_ms: ran.as_millis() as u64,
+            peak_memory,
         });
         RunEnd {
             class,

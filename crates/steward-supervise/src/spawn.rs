@@ -36,6 +36,7 @@ fn path_var(svc: &Service) -> String {
 /// Builds the command for one run. Errors are written for the person reading `ps`.
 pub fn build(
     svc: &Service,
+    cpus: Option<&[usize]>,
     env: &BTreeMap<String, String>,
     unit: &str,
     cgroup: Option<&ServiceCgroup>,
@@ -61,7 +62,7 @@ pub fn build(
         .map_err(|e| format!("cannot duplicate the log pipe: {e}"))?;
     cmd.stdout(Stdio::from(output)).stderr(Stdio::from(stderr));
 
-    let setup = ChildSetup::new(svc, cgroup)?;
+    let setup = ChildSetup::new(svc, cpus, cgroup)?;
     // SAFETY: the closure only makes async-signal-safe system calls on data prepared above;
     // it allocates nothing.
     unsafe {
@@ -112,12 +113,16 @@ struct ChildSetup {
 }
 
 impl ChildSetup {
-    fn new(svc: &Service, cgroup: Option<&ServiceCgroup>) -> Result<Self, String> {
-        let cpus = match &svc.cpus {
+    fn new(
+        svc: &Service,
+        cpus: Option<&[usize]>,
+        cgroup: Option<&ServiceCgroup>,
+    ) -> Result<Self, String> {
+        let cpus = match cpus {
             None => None,
             Some(list) => {
                 let mut set = nix::sched::CpuSet::new();
-                for &cpu in &list.0 {
+                for &cpu in list {
                     set.set(cpu)
                         .map_err(|_| format!("CPU {cpu} is beyond what this system supports"))?;
                 }

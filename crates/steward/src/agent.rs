@@ -15,13 +15,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 /// Checks what can be checked before anything starts, so `up` fails whole instead of
-/// half-starting.
-pub fn preflight(config: &Config) -> Result<Vec<steward_plan::Instance>> {
-    let mem = steward_host::MemInfo::read(&steward_host::Sysroot::live())
-        .context("cannot read the host's memory to check the limits against it")?;
-    if let Some(r) = steward_plan::admit(config, &mem).first() {
-        bail!("{}: {}: {}", config.path.display(), r.key, r.message);
-    }
+/// half-starting: every program exists, and the plan fits the host (unless `force`).
+pub fn preflight(
+    config: &Config,
+    sysroot: Option<&Path>,
+    force: bool,
+) -> Result<Vec<steward_plan::Instance>> {
     for svc in config.services.values() {
         if let Err(why) = steward_supervise::preflight(svc) {
             bail!(
@@ -31,14 +30,26 @@ pub fn preflight(config: &Config) -> Result<Vec<steward_plan::Instance>> {
             );
         }
     }
-    // NVML is only loaded when a service asks for GPUs.
-    let inventory = if config.services.values().any(|s| s.gpus.is_some()) {
-        steward_host::GpuInventory::discover(&steward_host::Sysroot::live())
-    } else {
-        steward_host::GpuInventory::fake(0)
-    };
-    steward_plan::instances(config, &inventory)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", config.path.display()))
+    let facts = crate::node::gather(sysroot, &config.state_dir);
+    let plan = crate::node::plan(config, &facts)?;
+    if !plan.admission.admitted {
+        if force {
+            eprintln!("{}", steward_plan::render(&plan));
+            eprintln!(
+                "WARNING: the plan does not fit this host; starting anyway because of --force"
+            );
+        } else {
+            eprint!("{}", steward_plan::render(&plan));
+            let first = &plan.admission.refusals[0];
+            bail!(
+                "{}: {}: {} (refusing to start; fix the config, or `steward up --force` to start anyway)",
+                config.path.display(),
+                first.key,
+                first.message
+            );
+        }
+    }
+    Ok(plan.instances)
 }
 
 /// A stable id per state dir: it names this agent's cgroups, so that a new agent finds
@@ -53,12 +64,12 @@ fn agent_id(state_dir: &Path) -> String {
     format!("{:012x}", hash & 0xffff_ffff_ffff)
 }
 
-pub fn run_foreground(config: Config) -> Result<()> {
+pub fn run_foreground(config: Config, sysroot: Option<&Path>, force: bool) -> Result<()> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create the state dir {}", config.state_dir.display()))?;
     // The lock comes first: a second agent must not touch the socket, cgroups or logs.
     let lock = StateDirLock::acquire(&config.state_dir)?;
-    let instances = preflight(&config)?;
+    let instances = preflight(&config, sysroot, force)?;
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -225,12 +236,17 @@ fn set_own_oom_score_adj() {
 
 /// `up --detach`: starts the agent in its own session, waits until its socket answers,
 /// and reports where its log is.
-pub fn run_detached(config: &Config, config_arg: &Path) -> Result<()> {
+pub fn run_detached(
+    config: &Config,
+    config_arg: &Path,
+    sysroot: Option<&Path>,
+    force: bool,
+) -> Result<()> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create the state dir {}", config.state_dir.display()))?;
     // Refuse early, with the same message as the foreground agent would give.
     drop(StateDirLock::acquire(&config.state_dir)?);
-    preflight(config)?;
+    preflight(config, sysroot, force)?;
     let log_path = config.state_dir.join("agent.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -241,8 +257,15 @@ pub fn run_detached(config: &Config, config_arg: &Path) -> Result<()> {
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("up")
         .arg("-f")
-        .arg(std::path::absolute(config_arg).unwrap_or_else(|_| config_arg.to_path_buf()))
-        .stdin(std::process::Stdio::null())
+        .arg(std::path::absolute(config_arg).unwrap_or_else(|_| config_arg.to_path_buf()));
+    if force {
+        cmd.arg("--force");
+    }
+    if let Some(root) = sysroot {
+        cmd.arg("--sysroot")
+            .arg(std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()));
+    }
+    cmd.stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
     // SAFETY: setsid is async-signal-safe.

@@ -30,6 +30,20 @@ pub struct Target {
     pub state_dir: Option<PathBuf>,
 }
 
+/// Options of the commands that read the node.
+#[derive(Debug, Args, Clone)]
+pub struct NodeArgs {
+    /// The config file; optional for `host` and `doctor`.
+    #[arg(short = 'f', long = "file", env = "STEWARD_CONFIG")]
+    pub file: Option<PathBuf>,
+    /// Read host facts under DIR (proc/…, sys/…, nvidia-smi-q.xml) instead of the live host.
+    #[arg(long, value_name = "DIR")]
+    pub sysroot: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the agent in the foreground and every service of the config. Ctrl-C stops them all.
@@ -39,6 +53,30 @@ pub enum Command {
         /// Run the agent in the background; its own log goes to STATE_DIR/agent.log.
         #[arg(short, long)]
         detach: bool,
+        /// Start even when the plan does not fit this host (memory, GPU memory, CPUs).
+        #[arg(long)]
+        force: bool,
+        /// Read host facts under DIR (proc/…, sys/…) instead of the live host.
+        #[arg(long, value_name = "DIR")]
+        sysroot: Option<PathBuf>,
+    },
+    /// Print what steward knows about this node: memory, CPUs, GPUs, cgroups, core dumps, disk, DNS, zombies.
+    Host {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Print where every replica goes (GPU, CPUs, memory) and whether it all fits. Exits 1 when it does not.
+    Plan {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Check the node for what pages people at night; one line per check, each with its fix. Exits 1 on any fail.
+    Doctor {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Do not ask the DNS resolvers (the only check that sends traffic).
+        #[arg(long)]
+        no_dns: bool,
     },
     /// Stop every service, then the agent.
     Down {

@@ -14,14 +14,22 @@ use steward_supervise::{LogFiles, ServiceStatus};
 
 pub fn run(command: Command) -> Result<ExitCode> {
     match command {
-        Command::Up { target, detach } => {
+        Command::Up {
+            target,
+            detach,
+            force,
+            sysroot,
+        } => {
             let config = steward_config::load(&target.file)?;
             if detach {
-                agent::run_detached(&config, &target.file)?;
+                agent::run_detached(&config, &target.file, sysroot.as_deref(), force)?;
             } else {
-                agent::run_foreground(config)?;
+                agent::run_foreground(config, sysroot.as_deref(), force)?;
             }
         }
+        Command::Host { node } => return crate::report::host(&node),
+        Command::Plan { node } => return crate::report::plan(&node),
+        Command::Doctor { node, no_dns } => return crate::report::doctor(&node, no_dns),
         Command::Down { target } => {
             let dir = target::state_dir(&target)?;
             request(&dir, &Request::Down)?;

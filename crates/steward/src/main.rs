@@ -4,6 +4,8 @@
 mod agent;
 mod cli;
 mod commands;
+mod node;
+mod report;
 mod target;
 
 use clap::Parser;

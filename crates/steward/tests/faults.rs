@@ -25,7 +25,9 @@ fn a_limit_larger_than_the_host_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
-        err.contains("services.big.memory: 500.00 TiB (549.76 TB) is more than this host's memory"),
+        err.contains(
+            "services.big.memory: memory limits of 500.00 TiB (549.76 TB) plus a reserve of"
+        ),
         "{err}"
     );
 }

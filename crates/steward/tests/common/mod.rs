@@ -91,6 +91,7 @@ pub struct Agent {
     pub tag: String,
     /// Extra environment for the agent (and so for its services).
     pub env: Vec<(String, String)>,
+    pub up_args: Vec<String>,
 }
 
 impl Agent {
@@ -110,7 +111,14 @@ impl Agent {
             child: None,
             tag: new_tag(),
             env: Vec::new(),
+            up_args: Vec::new(),
         }
+    }
+
+    /// Starts the agent with extra `up` arguments (`--force`).
+    pub fn launch_args(mut self, extra: &[&str]) -> Agent {
+        self.up_args = extra.iter().map(|s| s.to_string()).collect();
+        self.launch(&[])
     }
 
     /// Starts the agent, optionally wrapped (`unshare --pid --fork`, `setpriv`).
@@ -123,6 +131,7 @@ impl Agent {
             args.push(BIN.into());
         }
         args.extend(["up".into(), "-f".into(), self.config.display().to_string()]);
+        args.extend(self.up_args.iter().cloned());
         let log = std::fs::File::create(self.dir.path().join("agent.out")).unwrap();
         let child = Command::new(program)
             .args(&args)
