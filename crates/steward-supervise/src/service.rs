@@ -344,6 +344,7 @@ impl Runner {
             memory: self.svc.memory.map(|m| m.bytes()),
             memory_swap: self.svc.memory_swap.map(|m| m.bytes()),
             pids_max: self.svc.pids_max,
+            cpus: self.inst.cpus.clone(),
         }
     }
 

@@ -283,3 +283,34 @@ shell = true
         "SIGHUP is a reload, not a stop"
     );
 }
+
+#[test]
+fn planned_cpus_become_affinity_and_a_cpuset_group() {
+    if !require_cgroups("planned_cpus_become_affinity_and_a_cpuset_group") {
+        return;
+    }
+    let agent =
+        Agent::start("[services.pinned]\ncommand = [\"sleep\", \"1000\"]\ncpus_per_replica = 1\n");
+    let pid = agent.running("pinned")["pid"].as_u64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let allowed = status
+        .lines()
+        .find(|l| l.starts_with("Cpus_allowed_list"))
+        .unwrap();
+    assert_eq!(
+        allowed.split_whitespace().nth(1),
+        Some("0"),
+        "the plan gives the first free core: {allowed}"
+    );
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let cpuset = cgroups
+        .lines()
+        .find_map(|l| l.split_once(":cpuset:").map(|(_, p)| p.to_string()));
+    if let Some(path) = cpuset.filter(|p| p.contains("steward-")) {
+        let cpus =
+            std::fs::read_to_string(format!("/sys/fs/cgroup/cpuset{path}/cpuset.cpus")).unwrap();
+        assert_eq!(cpus.trim(), "0");
+    } else if std::path::Path::new("/sys/fs/cgroup/cpuset/cgroup.procs").exists() {
+        panic!("the v1 cpuset hierarchy is mounted but the process is not in a steward cpuset group: {cgroups}");
+    }
+}

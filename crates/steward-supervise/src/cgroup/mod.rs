@@ -45,6 +45,8 @@ pub struct CgroupLimits {
     /// Memory plus swap.
     pub memory_swap: Option<u64>,
     pub pids_max: Option<u32>,
+    /// CPUs for the cpuset controller, where one is available (affinity is set anyway).
+    pub cpus: Option<Vec<usize>>,
 }
 
 /// Which cgroup mechanism this agent uses, and where its groups live.

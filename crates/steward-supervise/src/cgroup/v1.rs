@@ -10,6 +10,7 @@ use steward_events::Enforcement;
 pub struct V1Base {
     memory: PathBuf,
     pids: Option<PathBuf>,
+    cpuset: Option<PathBuf>,
 }
 
 impl V1Base {
@@ -21,7 +22,22 @@ impl V1Base {
         let memory = base_dir(mount_root, self_cgroup, "memory", agent_id)?;
         // pids is a bonus: a host without it still gets hard memory limits.
         let pids = base_dir(mount_root, self_cgroup, "pids", agent_id).ok();
-        Ok(V1Base { memory, pids })
+        // A new v1 cpuset group starts with no CPUs and no memory nodes; ours inherits
+        // its parent's before any service group is made under it.
+        let cpuset = base_dir(mount_root, self_cgroup, "cpuset", agent_id)
+            .ok()
+            .filter(|dir| {
+                let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+                ["cpuset.cpus", "cpuset.mems"].iter().all(|f| {
+                    fs::read_to_string(parent.join(f))
+                        .is_ok_and(|v| write_file(&dir.join(f), v.trim()).is_ok())
+                })
+            });
+        Ok(V1Base {
+            memory,
+            pids,
+            cpuset,
+        })
     }
 
     pub fn memory_dir(&self) -> &Path {
@@ -61,6 +77,17 @@ impl V1Base {
             return Err(CgroupError::Unavailable(
                 "pids_max is set but the cgroup v1 pids hierarchy is not mounted".into(),
             ));
+        }
+        if let (Some(base), Some(cpus)) = (&self.cpuset, &limits.cpus) {
+            let dir = base.join(name);
+            fresh_dir(&dir)?;
+            let mems = fs::read_to_string(base.join("cpuset.mems")).unwrap_or_default();
+            write_file(&dir.join("cpuset.mems"), mems.trim())?;
+            write_file(
+                &dir.join("cpuset.cpus"),
+                &steward_config::CpuList(cpus.clone()).to_string(),
+            )?;
+            dirs.push(dir);
         }
         Ok(ServiceCgroup {
             dirs,

@@ -44,7 +44,7 @@ impl V2Base {
                 }
             )));
         }
-        let wanted: Vec<&str> = ["memory", "pids"]
+        let wanted: Vec<&str> = ["memory", "pids", "cpuset"]
             .into_iter()
             .filter(|c| available.split_whitespace().any(|a| a == *c))
             .collect();
@@ -101,6 +101,12 @@ impl V2Base {
         }
         if let Some(max) = limits.pids_max {
             write_file(&dir.join("pids.max"), &max.to_string())?;
+        }
+        if let Some(cpus) = &limits.cpus {
+            let file = dir.join("cpuset.cpus");
+            if file.exists() {
+                write_file(&file, &steward_config::CpuList(cpus.clone()).to_string())?;
+            }
         }
         Ok(ServiceCgroup {
             dirs: vec![dir],
@@ -161,6 +167,7 @@ mod tests {
             memory: Some(64 << 20),
             memory_swap: Some(64 << 20),
             pids_max: Some(100),
+            cpus: None,
         };
         let svc = driver.create("worker", &limits).unwrap().unwrap();
         assert_eq!(
