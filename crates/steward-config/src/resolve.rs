@@ -120,6 +120,19 @@ pub struct LogRotation {
     pub keep: u32,
 }
 
+impl Backoff {
+    /// The delay before retry `n` (0-based): `initial * 2^n`, capped at `max`, less up to
+    /// `jitter` of it at random (`random` in 0..1), so it never exceeds `max`.
+    pub fn delay(&self, n: u32, random: f64) -> std::time::Duration {
+        let base = self
+            .initial
+            .0
+            .saturating_mul(2u32.saturating_pow(n.min(31)))
+            .min(self.max.0);
+        base.mul_f64(1.0 - self.jitter.clamp(0.0, 1.0) * random.clamp(0.0, 1.0))
+    }
+}
+
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {

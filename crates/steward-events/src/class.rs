@@ -26,6 +26,8 @@ pub enum ExitClass {
     SpawnFailed { reason: String },
     /// steward stopped it on request.
     Stopped,
+    /// A queue job's lease ran out: its worker stopped heartbeating (or the agent died).
+    LeaseExpired,
 }
 
 /// Who enforced a memory limit.
@@ -81,6 +83,7 @@ impl ExitClass {
             ExitClass::KilledUnhealthy => "unhealthy".into(),
             ExitClass::SpawnFailed { .. } => "spawn-failed".into(),
             ExitClass::Stopped => "stopped".into(),
+            ExitClass::LeaseExpired => "lease-expired".into(),
         }
     }
 }
@@ -110,6 +113,9 @@ impl fmt::Display for ExitClass {
             ExitClass::KilledUnhealthy => f.write_str("killed after failing its health checks"),
             ExitClass::SpawnFailed { reason } => write!(f, "failed to start: {reason}"),
             ExitClass::Stopped => f.write_str("stopped by steward"),
+            ExitClass::LeaseExpired => f.write_str(
+                "its lease expired (the worker stopped heartbeating, or the agent died)",
+            ),
         }
     }
 }

@@ -63,14 +63,11 @@ impl RestartTracker {
             }
         }
         let in_loop = self.window.len() as u32 > self.crash.exits;
-        let base = if in_loop {
-            self.backoff.max.0
-        } else {
-            exponential(self.backoff.initial.0, self.backoff.max.0, self.consecutive)
-        };
+        // In a crash loop every retry waits the max: as if it were the 32nd in a row.
+        let n = if in_loop { u32::MAX } else { self.consecutive };
         self.consecutive = self.consecutive.saturating_add(1);
         RestartDecision {
-            delay: with_jitter(base, self.backoff.jitter, random),
+            delay: self.backoff.delay(n, random),
             crash_loop: in_loop.then(|| CrashLoopReport {
                 exits: self.window.len() as u32,
                 window: self.crash.window.0,
@@ -94,18 +91,6 @@ impl RestartTracker {
     pub fn in_crash_loop(&self) -> bool {
         self.window.len() as u32 > self.crash.exits
     }
-}
-
-/// `initial * 2^n`, capped at `max`.
-pub fn exponential(initial: Duration, max: Duration, n: u32) -> Duration {
-    let factor = 2u32.saturating_pow(n.min(31));
-    initial.saturating_mul(factor).min(max)
-}
-
-/// Takes up to `jitter` of the delay away at random, so the delay stays within
-/// `[base * (1 - jitter), base]` and never exceeds the configured max.
-pub fn with_jitter(base: Duration, jitter: f64, random: f64) -> Duration {
-    base.mul_f64(1.0 - jitter.clamp(0.0, 1.0) * random.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]
@@ -157,14 +142,15 @@ mod tests {
 
     #[test]
     fn jitter_only_shortens() {
-        assert_eq!(
-            with_jitter(Duration::from_millis(800), 0.5, 1.0),
-            Duration::from_millis(400)
-        );
-        assert_eq!(
-            with_jitter(Duration::from_millis(800), 0.5, 0.0),
-            Duration::from_millis(800)
-        );
+        let b = Backoff {
+            initial: HumanDuration::millis(800),
+            max: HumanDuration::millis(800),
+            jitter: 0.5,
+            reset_after: HumanDuration::secs(1),
+        };
+        assert_eq!(b.delay(0, 1.0), Duration::from_millis(400));
+        assert_eq!(b.delay(0, 0.0), Duration::from_millis(800));
+        assert_eq!(b.delay(u32::MAX, 0.0), Duration::from_millis(800));
     }
 
     #[test]

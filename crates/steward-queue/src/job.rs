@@ -1,0 +1,159 @@
+use serde::{Deserialize, Serialize};
+use steward_events::ExitClass;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Pending,
+    Running,
+    Succeeded,
+    Retrying,
+    Quarantined,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 6] = [
+        JobState::Pending,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Retrying,
+        JobState::Quarantined,
+        JobState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Retrying => "retrying",
+            JobState::Quarantined => "quarantined",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        JobState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("\"{s}\" is not a job state; use one of pending, running, succeeded, retrying, quarantined, cancelled"))
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewJob {
+    pub queue: String,
+    pub key: String,
+    /// At least `{"input": PATH}` for a file job.
+    pub payload: serde_json::Value,
+    pub priority: i64,
+    pub max_attempts: u32,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: i64,
+    pub queue: String,
+    pub key: String,
+    pub payload: serde_json::Value,
+    pub priority: i64,
+    pub state: JobState,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub run_after: i64,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub timeout_ms: Option<u64>,
+    pub progress: Option<f64>,
+    pub progress_message: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl Job {
+    /// The `input` of a file job's payload.
+    pub fn input(&self) -> Option<&str> {
+        self.payload.get("input").and_then(|v| v.as_str())
+    }
+}
+
+/// One attempt at a job, as recorded when it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub n: u32,
+    pub owner: Option<String>,
+    pub started_at: Option<i64>,
+    pub ended_at: i64,
+    pub class: Option<ExitClass>,
+    pub error: Option<String>,
+    pub stderr_tail: Option<String>,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub class: ExitClass,
+    pub error: String,
+    pub stderr_tail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum EnqueueOutcome {
+    Inserted {
+        id: i64,
+    },
+    AlreadyQueued {
+        id: i64,
+    },
+    /// Its key already succeeded: the done-set.
+    AlreadyDone {
+        id: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum FailOutcome {
+    Retrying {
+        run_after: i64,
+        attempts: u32,
+    },
+    Quarantined {
+        attempts: u32,
+    },
+    /// The lease was no longer the caller's; nothing changed.
+    NotLeased,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub queue: Option<String>,
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// Jobs that succeeded in the last minute.
+    pub succeeded_last_minute: u64,
+    /// Seconds until the queue is empty at the last minute's rate.
+    pub eta_seconds: Option<u64>,
+    pub oldest_running: Option<Job>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub queue: Option<String>,
+    pub state: Option<JobState>,
+    pub limit: Option<usize>,
+}
