@@ -10,10 +10,12 @@ mod duration;
 mod error;
 mod gpu;
 mod health;
+mod pipeline;
 mod raw;
 mod resolve;
 mod signal;
 mod size;
+pub mod template;
 
 pub use cpus::CpuList;
 pub use deps::{depths, Condition};
@@ -21,6 +23,7 @@ pub use duration::HumanDuration;
 pub use error::{ConfigError, Location};
 pub use gpu::{AllGpus, CudaEnv, GpuSelector};
 pub use health::{HealthCheck, Probe};
+pub use pipeline::{Pipeline, PipelineMode, QuarantineMode};
 pub use resolve::{
     Backoff, Config, CrashLoop, LogRotation, RestartPolicy, Service, DEFAULT_STATE_DIR,
 };

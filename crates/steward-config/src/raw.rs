@@ -21,9 +21,11 @@ pub struct RawConfig {
     pub reserve_memory: Option<ByteSize>,
     #[serde(default)]
     pub services: BTreeMap<String, RawService>,
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, crate::pipeline::RawPipeline>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawService {
     pub command: Option<RawCommand>,

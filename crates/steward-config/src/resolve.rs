@@ -23,6 +23,16 @@ pub struct Config {
     /// MemTotal, decided by the plan.
     pub reserve_memory: Option<ByteSize>,
     pub services: BTreeMap<String, Service>,
+    pub pipelines: BTreeMap<String, crate::Pipeline>,
+}
+
+impl Config {
+    /// Services and the worker replicas of pipelines: everything the plan places.
+    pub fn workloads(&self) -> impl Iterator<Item = &Service> {
+        self.services
+            .values()
+            .chain(self.pipelines.values().map(|p| &p.workers))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,6 +80,10 @@ pub struct Service {
     pub cpus_per_replica: Option<u32>,
     /// GPU memory each replica is expected to use; admission checks the sum per GPU.
     pub gpu_memory: Option<ByteSize>,
+    /// Set when these are the worker replicas of a pipeline.
+    pub pipeline: Option<String>,
+    /// Per-job pipeline slots: no long-running process; jobs run in them one at a time.
+    pub per_job: bool,
 }
 
 impl Service {
@@ -165,13 +179,13 @@ impl Default for LogRotation {
 /// Processes steward starts are preferred OOM victims over the host's own daemons.
 pub const DEFAULT_OOM_SCORE_ADJ: i32 = 500;
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     text: &'a str,
     path: &'a Path,
 }
 
 impl Ctx<'_> {
-    fn err(&self, key: &[&str], message: impl Into<String>) -> ConfigError {
+    pub(crate) fn err(&self, key: &[&str], message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             location: Location::from_offset(
                 self.path.to_path_buf(),
@@ -191,29 +205,42 @@ pub fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Config
     let state_dir = base.join(raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()));
     let mut services = BTreeMap::new();
     for (name, svc) in raw.services {
-        let resolved = resolve_service(&ctx, &name, svc, &base)?;
+        let resolved = resolve_service(&ctx, "services", &name, svc, &base)?;
         services.insert(name, resolved);
     }
     check_graph(&ctx, &services)?;
+    let mut pipelines = BTreeMap::new();
+    for (name, p) in raw.pipelines {
+        if services.contains_key(&name) {
+            return Err(ctx.err(
+                &["pipelines", name.as_str()],
+                format!("\"{name}\" is also a service; give the pipeline another name"),
+            ));
+        }
+        let resolved = crate::pipeline::resolve(&ctx, &name, p, &base)?;
+        pipelines.insert(name, resolved);
+    }
     Ok(Config {
         path: abs_path,
         state_dir,
         reserve_memory: raw.reserve_memory,
         services,
+        pipelines,
     })
 }
 
-fn resolve_service(
+pub(crate) fn resolve_service(
     ctx: &Ctx,
+    section: &'static str,
     name: &str,
     raw: RawService,
     base: &Path,
 ) -> Result<Service, ConfigError> {
     let key = |k: &'static str| -> Vec<&str> {
         if k.is_empty() {
-            vec!["services", name]
+            vec![section, name]
         } else {
-            vec!["services", name, k]
+            vec![section, name, k]
         }
     };
     if let Err(why) = check_name(name) {
@@ -224,7 +251,7 @@ fn resolve_service(
     for k in raw.env.keys() {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
             return Err(ctx.err(
-                &["services", name, "env", k],
+                &[section, name, "env", k],
                 format!("\"{k}\" is not a valid environment variable name"),
             ));
         }
@@ -239,7 +266,7 @@ fn resolve_service(
     };
     if backoff.initial > backoff.max {
         return Err(ctx.err(
-            &["services", name, "backoff", "initial"],
+            &[section, name, "backoff", "initial"],
             format!(
                 "initial backoff {} is longer than max {}; initial must be <= max",
                 backoff.initial, backoff.max
@@ -248,7 +275,7 @@ fn resolve_service(
     }
     if !(0.0..=1.0).contains(&backoff.jitter) {
         return Err(ctx.err(
-            &["services", name, "backoff", "jitter"],
+            &[section, name, "backoff", "jitter"],
             format!("jitter {} is outside 0..1; it is the fraction of each delay that is random, e.g. 0.2", backoff.jitter),
         ));
     }
@@ -260,13 +287,13 @@ fn resolve_service(
     };
     if crash_loop.exits == 0 {
         return Err(ctx.err(
-            &["services", name, "crash_loop", "exits"],
+            &[section, name, "crash_loop", "exits"],
             "must be at least 1: a crash loop is more than this many exits within `window`",
         ));
     }
     if crash_loop.window.0.is_zero() {
         return Err(ctx.err(
-            &["services", name, "crash_loop", "window"],
+            &[section, name, "crash_loop", "window"],
             "must be longer than 0s",
         ));
     }
@@ -320,7 +347,7 @@ fn resolve_service(
     };
     if log.max_size.bytes() < 4096 {
         return Err(ctx.err(
-            &["services", name, "log", "max_size"],
+            &[section, name, "log", "max_size"],
             "must be at least \"4KiB\"",
         ));
     }
@@ -335,7 +362,7 @@ fn resolve_service(
         None => None,
         Some(h) => Some(
             crate::health::resolve(h)
-                .map_err(|(sub, m)| ctx.err(&["services", name, "health", sub], m))?,
+                .map_err(|(sub, m)| ctx.err(&[section, name, "health", sub], m))?,
         ),
     };
     if let Some(n) = raw.liveness_failures {
@@ -426,6 +453,8 @@ fn resolve_service(
         resolved_env,
         cpus_per_replica: raw.cpus_per_replica,
         gpu_memory: raw.gpu_memory,
+        pipeline: None,
+        per_job: false,
     })
 }
 

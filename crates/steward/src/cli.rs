@@ -124,6 +124,13 @@ pub enum Command {
         #[arg(short = 'f', long)]
         follow: bool,
     },
+    /// The job queue (STATE_DIR/queue.db). Works with or without a running agent.
+    Queue {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
     /// Check a config file.
     Config {
         #[command(subcommand)]
@@ -141,4 +148,99 @@ pub enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Enqueue files: directories are walked; each file is one job, keyed by its content's
+    /// blake3 (so a file enqueued twice, or already done, is not queued again).
+    Add {
+        queue: String,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Only files whose name matches, e.g. '*.pdf'.
+        #[arg(long)]
+        glob: Option<String>,
+        /// What makes two inputs the same job.
+        #[arg(long, value_enum, default_value_t = KeyKind::Content)]
+        key: KeyKind,
+        #[arg(long, default_value_t = 3)]
+        max_attempts: u32,
+        #[arg(long, default_value_t = 0)]
+        priority: i64,
+    },
+    /// Counts by state, the rate over the last minute, the ETA and the oldest running job.
+    Stats {
+        queue: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List jobs.
+    Ls {
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job with every attempt: owner, classification, error, stderr tail.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put jobs back to pending with their attempts reset: one by id, or all in a state.
+    Retry {
+        id: Option<i64>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        queue: Option<String>,
+    },
+    /// Cancel jobs that have not finished.
+    Cancel {
+        #[arg(required = true)]
+        ids: Vec<i64>,
+    },
+    /// Delete finished jobs older than a duration.
+    Purge {
+        #[arg(long)]
+        state: String,
+        #[arg(long, value_name = "DURATION")]
+        older_than: String,
+    },
+    /// Reconcile the queue with its outputs: jobs whose output exists become succeeded;
+    /// succeeded jobs whose output is missing are reported (and requeued on request).
+    RebuildDone {
+        queue: String,
+        #[arg(long)]
+        outputs: PathBuf,
+        /// The output's name, from {stem}, {name}, {input}, e.g. '{stem}.json'.
+        #[arg(long)]
+        pattern: String,
+        #[arg(long)]
+        requeue_missing: bool,
+    },
+    /// Every job, as JSON lines or CSV.
+    Export {
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        queue: Option<String>,
+    },
+    /// Take a backup now, into STATE_DIR/backups/.
+    Backup,
+    /// Put a backup in place of queue.db (default: the newest good one); the current file is kept aside.
+    Restore { backup: Option<PathBuf> },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KeyKind {
+    Content,
+    Path,
 }

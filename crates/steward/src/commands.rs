@@ -73,6 +73,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
             let dir = target::state_dir(&Target { file, state_dir })?;
             logs(&dir, &service, tail, follow)?;
         }
+        Command::Queue { target, command } => return crate::queue_cmd::run(&target, command),
         Command::Config {
             command: ConfigCommand::Check { file, json },
         } => {

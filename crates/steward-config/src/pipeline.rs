@@ -1,0 +1,220 @@
+//! `[pipelines.NAME]`: a queue bound to worker replicas. The replicas' keys (replicas,
+//! gpus, limits, env) are a service's, so they go through the same plan; the rest says how
+//! jobs run.
+
+use crate::raw::{RawBackoff, RawCommand, RawLog, RawRestart, RawService};
+use crate::resolve::{resolve_service, Ctx};
+use crate::{
+    Backoff, ByteSize, ConfigError, CpuList, CudaEnv, GpuSelector, HumanDuration, Service,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    pub queue: Option<String>,
+    pub mode: Option<PipelineMode>,
+    pub command: Option<Vec<String>>,
+    pub worker: Option<Vec<String>>,
+    #[serde(default)]
+    pub inputs: Vec<PathBuf>,
+    pub glob: Option<String>,
+    pub output_dir: Option<PathBuf>,
+    pub expect_output: Option<String>,
+    pub timeout: Option<HumanDuration>,
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub backoff: RawBackoff,
+    pub quarantine_dir: Option<PathBuf>,
+    pub quarantine: Option<QuarantineMode>,
+    pub concurrency: Option<u32>,
+    pub stall_timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub stall_restart: bool,
+    #[serde(default)]
+    pub confine_inputs: bool,
+    pub input_root: Option<PathBuf>,
+    // The worker replicas, as for a service:
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+    pub replicas: Option<u32>,
+    pub gpus: Option<GpuSelector>,
+    pub replicas_per_gpu: Option<u32>,
+    pub cpus_per_replica: Option<u32>,
+    pub cpus: Option<CpuList>,
+    pub memory: Option<ByteSize>,
+    pub memory_swap: Option<ByteSize>,
+    pub gpu_memory: Option<ByteSize>,
+    pub pids_max: Option<u32>,
+    pub oom_score_adj: Option<i32>,
+    pub cuda_env: Option<CudaEnv>,
+    pub start_stagger: Option<HumanDuration>,
+    pub stop_timeout: Option<HumanDuration>,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PipelineMode {
+    /// One process per job.
+    PerJob,
+    /// Long-running workers that lease jobs over HTTP.
+    Lease,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuarantineMode {
+    #[default]
+    Move,
+    Link,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pipeline {
+    pub name: String,
+    pub queue: String,
+    pub mode: PipelineMode,
+    /// Per-job: the argv template, with `{input}`, `{stem}`, `{name}`, `{output_dir}`,
+    /// `{job_id}`, `{attempt}`.
+    pub command: Vec<String>,
+    /// Files enqueued when the pipeline starts (idempotent by content).
+    pub inputs: Vec<PathBuf>,
+    pub glob: Option<String>,
+    pub output_dir: PathBuf,
+    pub expect_output: Option<String>,
+    pub timeout: HumanDuration,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub quarantine_dir: Option<PathBuf>,
+    pub quarantine: QuarantineMode,
+    /// Jobs each replica runs at once.
+    pub concurrency: u32,
+    pub stall_timeout: Option<HumanDuration>,
+    pub stall_restart: bool,
+    /// Refuse inputs outside `input_root` (`..`, symlinks pointing out).
+    pub confine_inputs: bool,
+    pub input_root: Option<PathBuf>,
+    /// The worker replicas, as a service: what the plan places and the supervisor runs
+    /// (lease mode), or the slots jobs run in (per-job mode).
+    pub workers: Service,
+}
+
+pub(crate) fn resolve(
+    ctx: &Ctx,
+    name: &str,
+    raw: RawPipeline,
+    base: &Path,
+) -> Result<Pipeline, ConfigError> {
+    let at = |k: &'static str| vec!["pipelines", name, k];
+    let mode = raw.mode.unwrap_or(if raw.worker.is_some() {
+        PipelineMode::Lease
+    } else {
+        PipelineMode::PerJob
+    });
+    let argv = match (mode, raw.command, raw.worker) {
+        (PipelineMode::PerJob, Some(cmd), None) => cmd,
+        (PipelineMode::Lease, None, Some(w)) => w,
+        (PipelineMode::PerJob, _, _) => {
+            return Err(ctx.err(&at("command"), "mode = \"per-job\" needs `command`, an argv template such as [\"pdftotext\", \"{input}\", \"{output_dir}/{stem}.txt\"] (and no `worker`)"))
+        }
+        (PipelineMode::Lease, _, _) => {
+            return Err(ctx.err(&at("worker"), "mode = \"lease\" needs `worker`, the argv of a long-running worker such as [\"python3\", \"worker.py\"] (and no `command`)"))
+        }
+    };
+    if argv.first().is_none_or(|a| a.is_empty()) {
+        return Err(ctx.err(
+            &at(if mode == PipelineMode::PerJob {
+                "command"
+            } else {
+                "worker"
+            }),
+            "the argv is empty",
+        ));
+    }
+    if mode == PipelineMode::PerJob {
+        for a in &argv {
+            crate::template::check(a).map_err(|m| ctx.err(&at("command"), m))?;
+        }
+    }
+    if let Some(e) = &raw.expect_output {
+        crate::template::check(e).map_err(|m| ctx.err(&at("expect_output"), m))?;
+    }
+    let max_attempts = raw.max_attempts.unwrap_or(3);
+    if max_attempts == 0 {
+        return Err(ctx.err(&at("max_attempts"), "must be at least 1"));
+    }
+    let concurrency = raw.concurrency.unwrap_or(1);
+    if concurrency == 0 {
+        return Err(ctx.err(&at("concurrency"), "must be at least 1"));
+    }
+    let timeout = raw.timeout.unwrap_or(HumanDuration::secs(3600));
+    if timeout.0.is_zero() {
+        return Err(ctx.err(&at("timeout"), "must be longer than 0s"));
+    }
+    let defaults = Backoff {
+        initial: HumanDuration::secs(1),
+        max: HumanDuration::secs(60),
+        jitter: 0.2,
+        reset_after: HumanDuration::secs(30),
+    };
+    let backoff = Backoff {
+        initial: raw.backoff.initial.unwrap_or(defaults.initial),
+        max: raw.backoff.max.unwrap_or(defaults.max),
+        jitter: raw.backoff.jitter.unwrap_or(defaults.jitter),
+        reset_after: raw.backoff.reset_after.unwrap_or(defaults.reset_after),
+    };
+    // The replicas, resolved and checked exactly as a service would be.
+    let workers = RawService {
+        command: Some(RawCommand::Argv(argv.clone())),
+        env: raw.env,
+        cwd: raw.cwd,
+        restart: Some(RawRestart::Always),
+        replicas: raw.replicas,
+        gpus: raw.gpus,
+        replicas_per_gpu: raw.replicas_per_gpu,
+        cpus_per_replica: raw.cpus_per_replica,
+        cpus: raw.cpus,
+        memory: raw.memory,
+        memory_swap: raw.memory_swap,
+        gpu_memory: raw.gpu_memory,
+        pids_max: raw.pids_max,
+        oom_score_adj: raw.oom_score_adj,
+        cuda_env: raw.cuda_env,
+        start_stagger: raw.start_stagger,
+        stop_timeout: raw.stop_timeout,
+        log: raw.log,
+        ..Default::default()
+    };
+    let mut workers = resolve_service(ctx, "pipelines", name, workers, base)?;
+    workers.pipeline = Some(name.to_string());
+    workers.per_job = mode == PipelineMode::PerJob;
+    let abs = |p: PathBuf| base.join(p);
+    Ok(Pipeline {
+        name: name.to_string(),
+        queue: raw.queue.unwrap_or_else(|| name.to_string()),
+        mode,
+        command: argv,
+        inputs: raw.inputs.into_iter().map(abs).collect(),
+        glob: raw.glob,
+        output_dir: abs(raw
+            .output_dir
+            .unwrap_or_else(|| format!("{name}-out").into())),
+        expect_output: raw.expect_output,
+        timeout,
+        max_attempts,
+        backoff,
+        quarantine_dir: raw.quarantine_dir.map(abs),
+        quarantine: raw.quarantine.unwrap_or_default(),
+        concurrency,
+        stall_timeout: raw.stall_timeout,
+        stall_restart: raw.stall_restart,
+        confine_inputs: raw.confine_inputs,
+        input_root: raw.input_root.map(abs),
+        workers,
+    })
+}
