@@ -73,6 +73,27 @@ pub enum EventKind {
     LeftoversKilled {
         pids: Vec<u32>,
     },
+    /// A queue job's attempt failed; it is retried or, out of attempts, quarantined.
+    JobFailed {
+        job: i64,
+        input: String,
+        attempt: u32,
+        #[serde(flatten)]
+        class: ExitClass,
+        error: String,
+        quarantined: bool,
+    },
+    /// Leases of an agent that died (or that expired) were taken back.
+    JobsRescued {
+        jobs: Vec<i64>,
+    },
+    /// Nothing completed for `stall_timeout` while jobs were running.
+    Stall {
+        pipeline: String,
+        idle_ms: u64,
+        jobs: Vec<i64>,
+        replicas: Vec<String>,
+    },
 }
 
 impl Event {
@@ -140,6 +161,16 @@ impl Event {
             EventKind::Stopping { signal } => format!("stopping with {signal}"),
             EventKind::Stopped => "stopped".into(),
             EventKind::Limits { enforcement, note } => format!("limits {enforcement}: {note}"),
+            EventKind::JobFailed { job, input, attempt, class, error, quarantined } => format!(
+                "job {job} ({input}) attempt {attempt} {class}: {error}; {}",
+                if *quarantined { "quarantined" } else { "will retry" }
+            ),
+            EventKind::JobsRescued { jobs } => format!("took back {} job lease(s) of an agent that is gone: {jobs:?}", jobs.len()),
+            EventKind::Stall { pipeline, idle_ms, jobs, replicas } => format!(
+                "pipeline {pipeline} stalled: nothing completed for {}s while jobs {jobs:?} ran on {}",
+                idle_ms / 1000,
+                replicas.join(", ")
+            ),
             EventKind::LeftoversKilled { pids } => {
                 format!(
                     "killed {} process(es) left by an earlier agent: {pids:?}",

@@ -180,7 +180,7 @@ pub fn admit(config: &Config, instances: &[Instance], input: &AdmissionInputs) -
 
     // Pinned CPUs must exist and be allowed.
     if let Some(topo) = input.cpu {
-        for svc in config.services.values() {
+        for svc in config.workloads() {
             let Some(list) = &svc.cpus else { continue };
             let bad: Vec<usize> = list
                 .0
@@ -223,7 +223,7 @@ pub fn admit(config: &Config, instances: &[Instance], input: &AdmissionInputs) -
     }
 
     // Limits below what the service was seen to use.
-    for svc in config.services.values() {
+    for svc in config.workloads() {
         if let (Some(limit), Some(&peak)) = (svc.memory, input.observed_peaks.get(&svc.name)) {
             if limit.bytes() < peak {
                 warnings.push(format!(

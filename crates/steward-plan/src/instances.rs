@@ -40,7 +40,7 @@ pub enum PlanError {
 /// Expands every service into its instances, assigning GPUs round-robin.
 pub fn instances(config: &Config, inventory: &GpuInventory) -> Result<Vec<Instance>, PlanError> {
     let mut out = Vec::new();
-    for svc in config.services.values() {
+    for svc in config.workloads() {
         out.extend(service_instances(svc, inventory)?);
     }
     Ok(out)

@@ -80,3 +80,92 @@ pub fn key_for(path: &Path, how: InputKey) -> Result<String, QueueError> {
         }
     }
 }
+
+/// What `enqueue_files` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EnqueueSummary {
+    pub files: usize,
+    pub inserted: usize,
+    pub already_queued: usize,
+    pub already_done: usize,
+    pub unreadable: Vec<String>,
+}
+
+impl std::fmt::Display for EnqueueSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} enqueued, {} already queued, {} already done, {} unreadable ({} files)",
+            self.inserted,
+            self.already_queued,
+            self.already_done,
+            self.unreadable.len(),
+            self.files
+        )
+    }
+}
+
+/// Jobs inserted per transaction.
+const BATCH: usize = 5_000;
+
+/// Walks `paths`, keys every file (hashing on every core) and enqueues them in batches.
+/// `progress` is told how many files are done so far.
+pub fn enqueue_files(
+    store: &dyn crate::JobStore,
+    queue: &str,
+    paths: &[PathBuf],
+    glob: Option<&str>,
+    how: InputKey,
+    max_attempts: u32,
+    priority: i64,
+    progress: &dyn Fn(usize, usize),
+) -> Result<EnqueueSummary, QueueError> {
+    let walk = collect_inputs(paths, glob)?;
+    let mut sum = EnqueueSummary {
+        files: walk.files.len(),
+        unreadable: walk.skipped,
+        ..Default::default()
+    };
+    let mut done = 0;
+    for chunk in walk.files.chunks(BATCH) {
+        let mut jobs = Vec::with_capacity(chunk.len());
+        for (path, key) in chunk.iter().zip(hash_parallel(chunk, how)) {
+            match key {
+                Ok(key) => jobs.push(crate::NewJob {
+                    queue: queue.to_string(),
+                    key,
+                    payload: serde_json::json!({ "input": path.display().to_string() }),
+                    priority,
+                    max_attempts,
+                    timeout_ms: None,
+                }),
+                Err(e) => sum.unreadable.push(e.to_string()),
+            }
+        }
+        for outcome in store.enqueue(jobs)? {
+            match outcome {
+                crate::EnqueueOutcome::Inserted { .. } => sum.inserted += 1,
+                crate::EnqueueOutcome::AlreadyQueued { .. } => sum.already_queued += 1,
+                crate::EnqueueOutcome::AlreadyDone { .. } => sum.already_done += 1,
+            }
+        }
+        done += chunk.len();
+        progress(done, sum.files);
+    }
+    Ok(sum)
+}
+
+fn hash_parallel(files: &[PathBuf], how: InputKey) -> Vec<Result<String, QueueError>> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(per)
+            .map(|c| s.spawn(move || c.iter().map(|f| key_for(f, how)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}

@@ -488,7 +488,7 @@ impl JobStore for SqliteStore {
             let jobs: Vec<Job> = c
                 .prepare(&format!(
                     "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running'
-                     AND (lease_expires_at < ?1 OR (?2 IS NOT NULL AND lease_owner LIKE ?2))"
+                     AND (lease_expires_at < ?1 OR (?2 IS NOT NULL AND (lease_owner IS NULL OR lease_owner NOT LIKE ?2)))"
                 ))?
                 .query_map(params![now, prefix], job_from_row)?
                 .collect::<Result<_, _>>()?;

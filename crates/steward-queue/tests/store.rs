@@ -99,8 +99,17 @@ fn expired_leases_and_leases_of_a_dead_agent_are_rescued() {
     let rescued = q.rescue(None, &no_backoff()).unwrap();
     assert_eq!(rescued.len(), 1, "only the expired lease");
     assert_eq!(rescued[0].0, a.id);
-    let rescued = q.rescue(Some("agent-2/"), &no_backoff()).unwrap();
-    assert_eq!(rescued[0].0, b.id);
+    assert!(
+        q.rescue(Some("agent-2/"), &no_backoff())
+            .unwrap()
+            .is_empty(),
+        "agent-2's own lease is kept"
+    );
+    let rescued = q.rescue(Some("agent-3/"), &no_backoff()).unwrap();
+    assert_eq!(
+        rescued[0].0, b.id,
+        "a new agent takes back every lease of the one before"
+    );
     let (_, attempts) = q.get(a.id).unwrap().unwrap();
     assert_eq!(attempts[0].class, Some(ExitClass::LeaseExpired));
 }

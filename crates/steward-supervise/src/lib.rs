@@ -8,7 +8,9 @@
 pub mod backoff;
 pub mod cgroup;
 pub mod classify;
+mod cleanup;
 pub mod health;
+mod job;
 mod notify;
 mod output;
 pub mod procfs;
@@ -20,6 +22,7 @@ mod supervisor;
 
 pub use cgroup::{CgroupDriver, CgroupError};
 pub use health::Health;
+pub use job::JobRun;
 pub use output::LogFiles;
 pub use reaper::Reaper;
 pub use spawn::preflight;

@@ -104,9 +104,29 @@ impl LogFiles {
     }
 }
 
+/// The last bytes a process wrote, for a failure report.
+pub type Tail = Arc<Mutex<std::collections::VecDeque<u8>>>;
+
+/// How much of a job's output is kept for its failure report.
+pub const TAIL_BYTES: usize = 4096;
+
 /// Copies everything from the pipe into the log until every writer has closed it (the
-/// main process and any child that kept its stdout).
-pub fn pump(read_end: OwnedFd, files: Arc<Mutex<LogFiles>>, service: String) {
+/// main process and any child that kept its stdout). With `tail`, also keeps the last
+/// [`TAIL_BYTES`] in memory.
+pub fn pump(
+    read_end: OwnedFd,
+    files: Arc<Mutex<LogFiles>>,
+    service: String,
+) -> tokio::task::JoinHandle<()> {
+    pump_with_tail(read_end, files, service, None)
+}
+
+pub fn pump_with_tail(
+    read_end: OwnedFd,
+    files: Arc<Mutex<LogFiles>>,
+    service: String,
+    tail: Option<Tail>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(read_end) {
             Ok(p) => p,
@@ -124,6 +144,12 @@ pub fn pump(read_end: OwnedFd, files: Arc<Mutex<LogFiles>>, service: String) {
                     if let Err(e) = f.write(&buf[..n]) {
                         tracing::warn!("{service}: cannot write its log: {e}");
                     }
+                    if let Some(t) = &tail {
+                        let mut t = t.lock().unwrap_or_else(|p| p.into_inner());
+                        t.extend(&buf[..n]);
+                        let excess = t.len().saturating_sub(TAIL_BYTES);
+                        t.drain(..excess);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -132,7 +158,7 @@ pub fn pump(read_end: OwnedFd, files: Arc<Mutex<LogFiles>>, service: String) {
                 }
             }
         }
-    });
+    })
 }
 
 #[cfg(test)]

@@ -577,7 +577,13 @@ impl Runner {
         let class = classify(outcome, &evidence);
         let peak_memory = evidence.memory_peak;
 
-        let strays = self.kill_strays(cgroup.as_ref()).await;
+        let strays = crate::cleanup::kill_strays(
+            cgroup.as_ref(),
+            &self.unit,
+            self.svc.stop_signal.0,
+            self.svc.stop_timeout.0,
+        )
+        .await;
         if !strays.is_empty() {
             self.emit(EventKind::StrayKilled {
                 pids: strays.iter().map(|&p| p as u32).collect(),
@@ -631,41 +637,6 @@ impl Runner {
             }
         }
     }
-
-    /// Processes of this instance that outlived its main process (daemonised children,
-    /// workers that ignored the signal): `stop_signal`, then SIGKILL after `stop_timeout`.
-    async fn kill_strays(&self, cgroup: Option<&ServiceCgroup>) -> Vec<i32> {
-        let list = || -> Vec<i32> {
-            match cgroup {
-                Some(g) => g
-                    .pids()
-                    .into_iter()
-                    .filter(|&p| !procfs::is_zombie(p))
-                    .collect(),
-                None => procfs::pids_with_marker(&self.unit),
-            }
-        };
-        let strays = list();
-        if strays.is_empty() {
-            return strays;
-        }
-        for &p in &strays {
-            let _ = kill(Pid::from_raw(p), self.svc.stop_signal.0);
-        }
-        if !poll_until(self.svc.stop_timeout.0, || list().is_empty()).await {
-            for _ in 0..50 {
-                let left = list();
-                if left.is_empty() {
-                    break;
-                }
-                for p in left {
-                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        strays
-    }
 }
 
 /// The next datagram on the notify socket; never resolves when there is none.
@@ -681,18 +652,4 @@ enum BackoffEnd {
     StartNow,
     Stop(oneshot::Sender<()>),
     Shutdown,
-}
-
-/// Checks `done` every 10 ms until it holds or `timeout` passes.
-async fn poll_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }

@@ -21,7 +21,7 @@ pub fn preflight(
     sysroot: Option<&Path>,
     force: bool,
 ) -> Result<Vec<steward_plan::Instance>> {
-    for svc in config.services.values() {
+    for svc in config.workloads() {
         if let Err(why) = steward_supervise::preflight(svc) {
             bail!(
                 "{}: services.{}.command: {why}",

@@ -6,13 +6,7 @@ use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use steward_queue::{
-    collect_inputs, key_for, EnqueueOutcome, InputKey, JobFilter, JobState, JobStore, NewJob,
-    SqliteStore,
-};
-
-/// Jobs inserted per transaction by `queue add`.
-const BATCH: usize = 5_000;
+use steward_queue::{InputKey, JobFilter, JobState, JobStore, SqliteStore};
 
 pub fn db_path(state_dir: &Path) -> PathBuf {
     state_dir.join("queue.db")
@@ -262,10 +256,8 @@ pub fn add(
     max_attempts: u32,
     priority: i64,
 ) -> Result<String> {
-    let walk = collect_inputs(paths, glob)?;
-    let total = walk.files.len();
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let b = indicatif::ProgressBar::new(total as u64);
+        let b = indicatif::ProgressBar::new(0);
         b.set_style(
             indicatif::ProgressStyle::with_template(
                 "{bar:40} {pos}/{len} files, {per_sec}, ETA {eta}",
@@ -276,59 +268,25 @@ pub fn add(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let (mut inserted, mut queued, mut done, mut unreadable) =
-        (0usize, 0usize, 0usize, walk.skipped.len());
-    for chunk in walk.files.chunks(BATCH) {
-        let keys = hash_parallel(chunk, how);
-        let mut jobs = Vec::with_capacity(chunk.len());
-        for (path, key) in chunk.iter().zip(keys) {
-            match key {
-                Ok(key) => jobs.push(NewJob {
-                    queue: queue.to_string(),
-                    key,
-                    payload: serde_json::json!({ "input": path.display().to_string() }),
-                    priority,
-                    max_attempts,
-                    timeout_ms: None,
-                }),
-                Err(e) => {
-                    unreadable += 1;
-                    bar.suspend(|| eprintln!("skipped: {e}"));
-                }
-            }
-        }
-        for outcome in q.enqueue(jobs)? {
-            match outcome {
-                EnqueueOutcome::Inserted { .. } => inserted += 1,
-                EnqueueOutcome::AlreadyQueued { .. } => queued += 1,
-                EnqueueOutcome::AlreadyDone { .. } => done += 1,
-            }
-        }
-        bar.inc(chunk.len() as u64);
-    }
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let summary = steward_queue::enqueue_files(
+        q,
+        queue,
+        paths,
+        glob,
+        how,
+        max_attempts,
+        priority,
+        &progress,
+    )?;
     bar.finish_and_clear();
-    Ok(format!(
-        "{queue}: {inserted} enqueued, {queued} already queued, {done} already done, {unreadable} unreadable ({total} files)"
-    ))
-}
-
-/// Keys for `files`, hashed on every core.
-fn hash_parallel(
-    files: &[PathBuf],
-    how: InputKey,
-) -> Vec<Result<String, steward_queue::QueueError>> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let per = files.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .chunks(per)
-            .map(|c| s.spawn(move || c.iter().map(|f| key_for(f, how)).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+    for u in summary.unreadable.iter().take(10) {
+        eprintln!("skipped: {u}");
+    }
+    Ok(format!("{queue}: {summary}"))
 }
 
 fn rebuild_done(
