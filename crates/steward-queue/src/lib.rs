@@ -50,13 +50,16 @@ pub trait JobStore: Send + Sync {
         failure: Failure,
         backoff: &steward_config::Backoff,
     ) -> Result<FailOutcome, QueueError>;
-    /// Fails every running job whose lease expired before `now` (or whose owner matches
-    /// `owner_prefix`, for leases of an agent that is gone) with `LeaseExpired`.
+    /// Fails with `LeaseExpired` every running job whose lease expired, and, given
+    /// `current_owner_prefix` (this agent's run), every lease held by anyone else: an agent
+    /// that died.
     fn rescue(
         &self,
-        owner_prefix: Option<&str>,
+        current_owner_prefix: Option<&str>,
         backoff: &steward_config::Backoff,
     ) -> Result<Vec<(i64, FailOutcome)>, QueueError>;
+    /// Quarantines a leased job at once, without retries (an input that must never run).
+    fn quarantine_now(&self, id: i64, owner: &str, failure: Failure) -> Result<bool, QueueError>;
     fn stats(&self, queue: Option<&str>) -> Result<Stats, QueueError>;
     fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, QueueError>;
     fn get(&self, id: i64) -> Result<Option<(Job, Vec<Attempt>)>, QueueError>;

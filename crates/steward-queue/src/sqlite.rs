@@ -477,12 +477,24 @@ impl JobStore for SqliteStore {
         })
     }
 
+    fn quarantine_now(&self, id: i64, owner: &str, failure: Failure) -> Result<bool, QueueError> {
+        let owner = owner.to_string();
+        self.write(move |c| match leased_job(c, id, &owner)? {
+            None => Ok(false),
+            Some(mut job) => {
+                job.attempts = job.attempts.max(job.max_attempts);
+                record_failure(c, &job, &failure, &Backoff::default())?;
+                Ok(true)
+            }
+        })
+    }
+
     fn rescue(
         &self,
-        owner_prefix: Option<&str>,
+        current_owner_prefix: Option<&str>,
         backoff: &Backoff,
     ) -> Result<Vec<(i64, FailOutcome)>, QueueError> {
-        let (prefix, backoff) = (owner_prefix.map(|p| format!("{p}%")), *backoff);
+        let (prefix, backoff) = (current_owner_prefix.map(|p| format!("{p}%")), *backoff);
         self.write(move |c| {
             let now = now_ms();
             let jobs: Vec<Job> = c

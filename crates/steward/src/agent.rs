@@ -64,7 +64,12 @@ fn agent_id(state_dir: &Path) -> String {
     format!("{:012x}", hash & 0xffff_ffff_ffff)
 }
 
-pub fn run_foreground(config: Config, sysroot: Option<&Path>, force: bool) -> Result<()> {
+pub fn run_foreground(
+    config: Config,
+    sysroot: Option<&Path>,
+    force: bool,
+    until: Until,
+) -> Result<Outcome> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create the state dir {}", config.state_dir.display()))?;
     // The lock comes first: a second agent must not touch the socket, cgroups or logs.
@@ -76,7 +81,7 @@ pub fn run_foreground(config: Config, sysroot: Option<&Path>, force: bool) -> Re
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(agent_main(config, instances));
+    let result = runtime.block_on(agent_main(config, instances, until));
     drop(lock);
     result
 }
@@ -92,7 +97,23 @@ fn init_logging() {
         .try_init();
 }
 
-async fn agent_main(config: Config, instances: Vec<steward_plan::Instance>) -> Result<()> {
+/// How long the agent runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Until SIGTERM, SIGINT or `steward down` (`steward up`).
+    Stopped,
+    /// Until every pipeline's queue is drained (`steward run --until-empty`).
+    Drained,
+}
+
+/// What a drained run leaves: the per-pipeline summaries.
+pub type Outcome = Vec<steward_pipelines::RunSummary>;
+
+async fn agent_main(
+    config: Config,
+    instances: Vec<steward_plan::Instance>,
+    until: Until,
+) -> Result<Outcome> {
     let started = Instant::now();
     let state_dir = config.state_dir.clone();
     let events = Arc::new(EventLog::open(&state_dir.join("events.jsonl"))?);
@@ -126,8 +147,7 @@ async fn agent_main(config: Config, instances: Vec<steward_plan::Instance>) -> R
     );
     if let CgroupDriver::None { reason } = cgroups.as_ref() {
         if config
-            .services
-            .values()
+            .workloads()
             .any(|s| s.memory.is_some() || s.pids_max.is_some())
         {
             ctx.emit(None, EventKind::Limits {
@@ -138,12 +158,21 @@ async fn agent_main(config: Config, instances: Vec<steward_plan::Instance>) -> R
     }
     set_own_oom_score_adj();
 
-    let supervisor = Supervisor::new(ctx.clone(), &config, instances)?;
+    let supervisor = Supervisor::new(ctx.clone(), &config, instances.clone())?;
     let listener = steward_api::bind_socket(&state_dir)?;
     let (req_tx, mut req_rx) = mpsc::channel(64);
     let server = tokio::spawn(steward_api::serve(listener, req_tx));
 
     supervisor.start_all();
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut pipelines = crate::pipelines::start(
+        &config,
+        &ctx,
+        &instances,
+        until == Until::Drained,
+        shutdown_rx,
+    )?;
+    let mut drained = pipelines.drained();
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -156,6 +185,7 @@ async fn agent_main(config: Config, instances: Vec<steward_plan::Instance>) -> R
     let mut down_replies = Vec::new();
     loop {
         tokio::select! {
+            _ = &mut drained, if until == Until::Drained => { tracing::info!("every queue is drained: stopping"); break; }
             _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping every service"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping every service"); break; }
             _ = sighup.recv() => {
@@ -176,6 +206,8 @@ async fn agent_main(config: Config, instances: Vec<steward_plan::Instance>) -> R
         }
     }
 
+    let _ = shutdown_tx.send(true);
+    let outcome = pipelines.finish().await;
     supervisor.stop_all().await;
     cgroups.cleanup();
     ctx.emit(None, EventKind::AgentStopped);
@@ -186,7 +218,7 @@ async fn agent_main(config: Config, instances: Vec<steward_plan::Instance>) -> R
     // Closing the request channel ends the server, which first writes the replies above.
     drop(req_rx);
     let _ = server.await;
-    Ok(())
+    Ok(outcome)
 }
 
 #[derive(Clone)]

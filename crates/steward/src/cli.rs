@@ -78,6 +78,19 @@ pub enum Command {
         #[arg(long)]
         no_dns: bool,
     },
+    /// Run the config's pipelines until every queue is drained, with a progress bar, then
+    /// print what succeeded and what was quarantined and why. Exits 0 only when no job was lost.
+    Run {
+        #[command(flatten)]
+        target: Target,
+        /// Stop once every pipeline's queue is drained (the only mode of `run`; `up` keeps draining).
+        #[arg(long)]
+        until_empty: bool,
+        #[arg(long)]
+        force: bool,
+        #[arg(long, value_name = "DIR")]
+        sysroot: Option<PathBuf>,
+    },
     /// Stop every service, then the agent.
     Down {
         #[command(flatten)]

@@ -24,8 +24,28 @@ pub fn run(command: Command) -> Result<ExitCode> {
             if detach {
                 agent::run_detached(&config, &target.file, sysroot.as_deref(), force)?;
             } else {
-                agent::run_foreground(config, sysroot.as_deref(), force)?;
+                agent::run_foreground(config, sysroot.as_deref(), force, agent::Until::Stopped)?;
             }
+        }
+        Command::Run {
+            target,
+            until_empty,
+            force,
+            sysroot,
+        } => {
+            if !until_empty {
+                anyhow::bail!("`steward run` needs --until-empty (to keep draining queues as they fill, use `steward up`)");
+            }
+            let config = steward_config::load(&target.file)?;
+            if config.pipelines.is_empty() {
+                anyhow::bail!(
+                    "{} has no [pipelines.NAME]; there is nothing to run until empty",
+                    config.path.display()
+                );
+            }
+            let outcome =
+                agent::run_foreground(config, sysroot.as_deref(), force, agent::Until::Drained)?;
+            return Ok(print_run_summary(&outcome));
         }
         Command::Host { node } => return crate::report::host(&node),
         Command::Plan { node } => return crate::report::plan(&node),
@@ -299,5 +319,34 @@ fn follow_current(path: &PathBuf, out: &mut impl Write) -> Result<()> {
                 file = f;
             }
         }
+    }
+}
+
+/// The end of `steward run`: what succeeded, what was quarantined and why. Exit 0 only
+/// when every job is accounted for (succeeded, quarantined or cancelled).
+fn print_run_summary(outcome: &[steward_pipelines::RunSummary]) -> ExitCode {
+    let mut lost = 0;
+    for s in outcome {
+        let c = |k: &str| s.counts.get(k).copied().unwrap_or(0);
+        println!(
+            "{}: {} succeeded, {} quarantined, {} cancelled; {} pending, {} retrying, {} running",
+            s.pipeline,
+            c("succeeded"),
+            c("quarantined"),
+            c("cancelled"),
+            c("pending"),
+            c("retrying"),
+            c("running")
+        );
+        for (input, why) in &s.quarantined {
+            println!("  quarantined {input}: {why}");
+        }
+        lost += c("pending") + c("retrying") + c("running");
+    }
+    if lost > 0 {
+        println!("{lost} job(s) did not finish");
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }

@@ -5,6 +5,7 @@ mod agent;
 mod cli;
 mod commands;
 mod node;
+mod pipelines;
 mod queue_cmd;
 mod report;
 mod target;

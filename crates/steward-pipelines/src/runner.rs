@@ -1,0 +1,494 @@
+//! The per-job runner: one task per slot (replica x concurrency), each leasing a job,
+//! running it, and reporting its outcome.
+
+use crate::progress::PipelineProgress;
+use crate::quarantine::quarantine;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use steward_config::{template, Pipeline, PipelineMode};
+use steward_events::{EventKind, ExitClass};
+use steward_plan::Instance;
+use steward_queue::{
+    now_ms, FailOutcome, Failure, InputKey, Job, JobFilter, JobState, JobStore, SqliteStore,
+};
+use steward_supervise::{LogFiles, SupervisorContext};
+use tokio::sync::watch;
+
+/// How long an idle slot waits before asking the queue again.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+pub struct PipelineRunner {
+    pub ctx: Arc<SupervisorContext>,
+    pub store: Arc<SqliteStore>,
+    pub pipeline: Pipeline,
+    /// This pipeline's replicas, from the plan.
+    pub instances: Vec<Instance>,
+    /// This agent run's lease-owner prefix, `<run id>/`.
+    pub owner_prefix: String,
+    last_completion: AtomicI64,
+    /// Which job each slot runs now, for the stall report.
+    running: Mutex<BTreeMap<String, i64>>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunSummary {
+    pub pipeline: String,
+    pub counts: BTreeMap<String, u64>,
+    /// Quarantined inputs and why (the last attempt's classification and error).
+    pub quarantined: Vec<(String, String)>,
+}
+
+impl PipelineRunner {
+    pub fn new(
+        ctx: Arc<SupervisorContext>,
+        store: Arc<SqliteStore>,
+        pipeline: Pipeline,
+        instances: Vec<Instance>,
+        owner_prefix: String,
+    ) -> Arc<Self> {
+        Arc::new(PipelineRunner {
+            ctx,
+            store,
+            pipeline,
+            instances,
+            owner_prefix,
+            last_completion: AtomicI64::new(now_ms()),
+            running: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Enqueues the pipeline's `inputs` (idempotent: what is queued or done is skipped).
+    pub fn enqueue_inputs(
+        &self,
+    ) -> Result<Option<steward_queue::EnqueueSummary>, steward_queue::QueueError> {
+        if self.pipeline.inputs.is_empty() {
+            return Ok(None);
+        }
+        steward_queue::enqueue_files(
+            self.store.as_ref(),
+            &self.pipeline.queue,
+            &self.pipeline.inputs,
+            self.pipeline.glob.as_deref(),
+            InputKey::Content,
+            self.pipeline.max_attempts,
+            0,
+            &|_, _| {},
+        )
+        .map(Some)
+    }
+
+    /// Whether nothing is left to run: no job pending, retrying or running.
+    pub fn drained(&self) -> bool {
+        self.store
+            .stats(Some(&self.pipeline.queue))
+            .map(|s| s.counts["pending"] + s.counts["retrying"] + s.counts["running"] == 0)
+            .unwrap_or(false)
+    }
+
+    /// Runs jobs until `shutdown` turns true, or (with `until_empty`) the queue is drained.
+    pub async fn run(self: Arc<Self>, until_empty: bool, shutdown: watch::Receiver<bool>) {
+        if self.pipeline.mode != PipelineMode::PerJob {
+            return;
+        }
+        let mut slots = Vec::new();
+        for inst in &self.instances {
+            for c in 0..self.pipeline.concurrency {
+                let slot = if self.pipeline.concurrency == 1 {
+                    inst.name.clone()
+                } else {
+                    format!("{}.{c}", inst.name)
+                };
+                let logs =
+                    match LogFiles::open(&self.ctx.logs_dir.join(&slot), self.pipeline.workers.log)
+                    {
+                        Ok(l) => Arc::new(Mutex::new(l)),
+                        Err(e) => {
+                            tracing::warn!("{slot}: cannot open its log: {e}");
+                            continue;
+                        }
+                    };
+                let me = self.clone();
+                let (inst, shutdown) = (inst.clone(), shutdown.clone());
+                slots.push(tokio::spawn(async move {
+                    me.slot_loop(inst, slot, logs, until_empty, shutdown).await
+                }));
+            }
+        }
+        let watchdog = {
+            let me = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { me.stall_watchdog(shutdown).await })
+        };
+        for s in slots {
+            let _ = s.await;
+        }
+        watchdog.abort();
+    }
+
+    async fn slot_loop(
+        &self,
+        inst: Instance,
+        slot: String,
+        logs: Arc<Mutex<LogFiles>>,
+        until_empty: bool,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let owner = format!("{}{slot}", self.owner_prefix);
+        let ttl = self.pipeline.timeout.0.as_millis() as i64 + 60_000;
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let leased = {
+                let (store, queue, owner) = (
+                    self.store.clone(),
+                    self.pipeline.queue.clone(),
+                    owner.clone(),
+                );
+                tokio::task::spawn_blocking(move || store.lease(&queue, &owner, ttl)).await
+            };
+            let job = match leased {
+                Ok(Ok(Some(job))) => job,
+                Ok(Ok(None)) => {
+                    if until_empty && self.drained() {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(
+                        "{slot}: cannot lease from queue {}: {e}",
+                        self.pipeline.queue
+                    );
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(_) => return,
+            };
+            self.running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(slot.clone(), job.id);
+            self.run_one(&inst, &slot, &owner, &logs, job).await;
+            self.running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&slot);
+        }
+    }
+
+    async fn run_one(
+        &self,
+        inst: &Instance,
+        slot: &str,
+        owner: &str,
+        logs: &Arc<Mutex<LogFiles>>,
+        job: Job,
+    ) {
+        let p = &self.pipeline;
+        let Some(input) = job.input().map(PathBuf::from) else {
+            return self
+                .finish(
+                    owner,
+                    &job,
+                    Err(failure(
+                        ExitClass::SpawnFailed {
+                            reason: "the job has no input".into(),
+                        },
+                        "the payload has no \"input\"",
+                        None,
+                    )),
+                    true,
+                )
+                .await;
+        };
+        if p.confine_inputs {
+            if let Err(why) = confined(&input, p) {
+                return self
+                    .finish(
+                        owner,
+                        &job,
+                        Err(failure(
+                            ExitClass::SpawnFailed {
+                                reason: why.clone(),
+                            },
+                            &why,
+                            None,
+                        )),
+                        true,
+                    )
+                    .await;
+            }
+        }
+        let vars = template::vars_for(&input, &p.output_dir, job.id, job.attempts);
+        let argv: Result<Vec<String>, String> = p
+            .command
+            .iter()
+            .map(|a| template::render(a, &vars))
+            .collect();
+        let expect = p
+            .expect_output
+            .as_deref()
+            .map(|e| template::render(e, &vars))
+            .transpose();
+        let (argv, expect) = match (argv, expect) {
+            (Ok(a), Ok(e)) => (a, e.map(PathBuf::from)),
+            (Err(e), _) | (_, Err(e)) => {
+                return self
+                    .finish(
+                        owner,
+                        &job,
+                        Err(failure(
+                            ExitClass::SpawnFailed { reason: e.clone() },
+                            &e,
+                            None,
+                        )),
+                        true,
+                    )
+                    .await
+            }
+        };
+        if let Err(e) = std::fs::create_dir_all(&p.output_dir) {
+            let why = format!("cannot create {}: {e}", p.output_dir.display());
+            return self
+                .finish(
+                    owner,
+                    &job,
+                    Err(failure(
+                        ExitClass::SpawnFailed {
+                            reason: why.clone(),
+                        },
+                        &why,
+                        None,
+                    )),
+                    false,
+                )
+                .await;
+        }
+        let run = self
+            .ctx
+            .run_job(inst, &p.workers, slot, argv, p.timeout.0, logs)
+            .await;
+        let tail = Some(run.output_tail.clone()).filter(|t| !t.is_empty());
+        let outcome = match (&run.class, &expect) {
+            (ExitClass::Exited { code: 0 }, Some(out))
+                if !std::fs::metadata(out).is_ok_and(|m| m.len() > 0) =>
+            {
+                Err(failure(
+                    run.class.clone(),
+                    &format!(
+                        "exited 0 but its output {} is missing or empty",
+                        out.display()
+                    ),
+                    tail,
+                ))
+            }
+            (ExitClass::Exited { code: 0 }, _) => Ok(()),
+            (class, _) => Err(failure(class.clone(), &class.to_string(), tail)),
+        };
+        self.finish(owner, &job, outcome, false).await;
+    }
+
+    /// Reports a job's outcome to the queue; quarantines its input when it is out of
+    /// attempts (or `at_once`, for an input that must never run).
+    async fn finish(&self, owner: &str, job: &Job, outcome: Result<(), Failure>, at_once: bool) {
+        let store = self.store.clone();
+        let (id, owner_s, backoff) = (job.id, owner.to_string(), self.pipeline.backoff);
+        match outcome {
+            Ok(()) => {
+                let _ = tokio::task::spawn_blocking(move || store.complete(id, &owner_s)).await;
+                self.last_completion.store(now_ms(), Ordering::Relaxed);
+            }
+            Err(f) => {
+                let f2 = f.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    if at_once {
+                        store.quarantine_now(id, &owner_s, f2).map(|q| {
+                            if q {
+                                FailOutcome::Quarantined { attempts: 0 }
+                            } else {
+                                FailOutcome::NotLeased
+                            }
+                        })
+                    } else {
+                        store.fail(id, &owner_s, f2, &backoff)
+                    }
+                })
+                .await;
+                let quarantined = matches!(result, Ok(Ok(FailOutcome::Quarantined { .. })));
+                self.ctx.emit(
+                    Some(&self.pipeline.name),
+                    EventKind::JobFailed {
+                        job: job.id,
+                        input: job.input().unwrap_or(&job.key).to_string(),
+                        attempt: job.attempts,
+                        class: f.class.clone(),
+                        error: f.error.clone(),
+                        quarantined,
+                    },
+                );
+                if quarantined {
+                    self.quarantine_input(job);
+                }
+            }
+        }
+    }
+
+    fn quarantine_input(&self, job: &Job) {
+        let (Some(dir), Some(input)) = (&self.pipeline.quarantine_dir, job.input()) else {
+            return;
+        };
+        let Ok(Some((job, attempts))) = self.store.get(job.id) else {
+            return;
+        };
+        if let Err(e) = quarantine(
+            dir,
+            self.pipeline.quarantine,
+            Path::new(input),
+            &job,
+            &attempts,
+        ) {
+            tracing::warn!(
+                "{}: cannot quarantine {input} into {}: {e}",
+                self.pipeline.name,
+                dir.display()
+            );
+        }
+    }
+
+    /// Once nothing has completed for `stall_timeout` while jobs run, says so, once per
+    /// stall, naming the jobs and replicas.
+    async fn stall_watchdog(&self, mut shutdown: watch::Receiver<bool>) {
+        let Some(window) = self.pipeline.stall_timeout else {
+            return;
+        };
+        let mut reported_at = 0;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1).min(window.0)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let last = self.last_completion.load(Ordering::Relaxed);
+            let idle = now_ms() - last;
+            let running: Vec<(String, i64)> = self
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(s, j)| (s.clone(), *j))
+                .collect();
+            if running.is_empty() || idle < window.0.as_millis() as i64 || reported_at == last {
+                continue;
+            }
+            reported_at = last;
+            self.ctx.emit(
+                Some(&self.pipeline.name),
+                EventKind::Stall {
+                    pipeline: self.pipeline.name.clone(),
+                    idle_ms: idle as u64,
+                    jobs: running.iter().map(|r| r.1).collect(),
+                    replicas: running.iter().map(|r| r.0.clone()).collect(),
+                },
+            );
+        }
+    }
+
+    /// The snapshot for `progress.json`.
+    pub fn progress(&self) -> Option<PipelineProgress> {
+        let stats = self.store.stats(Some(&self.pipeline.queue)).ok()?;
+        let window = self
+            .pipeline
+            .stall_timeout
+            .map_or(self.pipeline.timeout.0 / 2, |w| w.0)
+            .as_millis() as i64;
+        let now = now_ms();
+        let stuck = self
+            .store
+            .list(&JobFilter {
+                queue: Some(self.pipeline.queue.clone()),
+                state: Some(JobState::Running),
+                limit: Some(1000),
+            })
+            .ok()?
+            .into_iter()
+            .filter(|j| j.started_at.is_some_and(|t| now - t > window))
+            .collect();
+        Some(PipelineProgress {
+            pipeline: self.pipeline.name.clone(),
+            queue: self.pipeline.queue.clone(),
+            stats,
+            stuck,
+            idle_seconds: Some(
+                ((now - self.last_completion.load(Ordering::Relaxed)) / 1000).max(0) as u64,
+            ),
+        })
+    }
+
+    pub fn summary(&self) -> RunSummary {
+        let counts = self
+            .store
+            .stats(Some(&self.pipeline.queue))
+            .map(|s| s.counts)
+            .unwrap_or_default();
+        let quarantined = self
+            .store
+            .list(&JobFilter {
+                queue: Some(self.pipeline.queue.clone()),
+                state: Some(JobState::Quarantined),
+                limit: None,
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .map(|j| {
+                (
+                    j.input().unwrap_or(&j.key).to_string(),
+                    j.last_error.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        RunSummary {
+            pipeline: self.pipeline.name.clone(),
+            counts,
+            quarantined,
+        }
+    }
+}
+
+fn failure(class: ExitClass, error: &str, stderr_tail: Option<String>) -> Failure {
+    Failure {
+        class,
+        error: error.to_string(),
+        stderr_tail,
+    }
+}
+
+/// With `confine_inputs`, an input must resolve (symlinks and `..` followed) inside the
+/// input root or one of the pipeline's `inputs`.
+fn confined(input: &Path, p: &Pipeline) -> Result<(), String> {
+    let real = input
+        .canonicalize()
+        .map_err(|e| format!("input {} cannot be resolved: {e}", input.display()))?;
+    let roots: Vec<PathBuf> = p
+        .input_root
+        .iter()
+        .chain(p.inputs.iter())
+        .filter_map(|r| r.canonicalize().ok())
+        .collect();
+    if roots.iter().any(|r| real.starts_with(r)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "input {} resolves to {}, outside the input root ({}); refused because confine_inputs = true",
+            input.display(),
+            real.display(),
+            roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
+        ))
+    }
+}
