@@ -44,7 +44,8 @@ pub fn collect_inputs(paths: &[PathBuf], glob: Option<&str>) -> Result<InputWalk
         {
             match entry {
                 Err(e) => skipped.push(e.to_string()),
-                Ok(e) if e.file_type().is_file() => {
+                // Symlinked files are inputs too; confinement decides where they may point.
+                Ok(e) if e.file_type().is_file() || (e.path_is_symlink() && e.path().is_file()) => {
                     let keep = matcher.as_ref().is_none_or(|m| m.is_match(e.file_name()));
                     if keep {
                         files.push(

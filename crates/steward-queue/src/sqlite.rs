@@ -239,15 +239,21 @@ impl SqliteStore {
     }
 }
 
+/// Brings the schema up to date. The version is read inside an IMMEDIATE transaction, so
+/// two processes opening a new queue at the same moment (an agent and `steward queue stats`)
+/// cannot both create it.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, step) in SCHEMA.iter().enumerate().skip(version as usize) {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(step)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
-    }
-    Ok(())
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        for (i, step) in SCHEMA.iter().enumerate().skip(version as usize) {
+            conn.execute_batch(step)?;
+            conn.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        Ok(())
+    })();
+    conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    result
 }
 
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>) {
