@@ -28,6 +28,8 @@ pub enum ExitClass {
     Stopped,
     /// A queue job's lease ran out: its worker stopped heartbeating (or the agent died).
     LeaseExpired,
+    /// A lease-mode worker reported that the job failed (its process is fine).
+    Reported { error: String },
 }
 
 /// Who enforced a memory limit.
@@ -84,6 +86,7 @@ impl ExitClass {
             ExitClass::SpawnFailed { .. } => "spawn-failed".into(),
             ExitClass::Stopped => "stopped".into(),
             ExitClass::LeaseExpired => "lease-expired".into(),
+            ExitClass::Reported { .. } => "reported".into(),
         }
     }
 }
@@ -116,6 +119,7 @@ impl fmt::Display for ExitClass {
             ExitClass::LeaseExpired => f.write_str(
                 "its lease expired (the worker stopped heartbeating, or the agent died)",
             ),
+            ExitClass::Reported { error } => write!(f, "the worker reported a failure: {error}"),
         }
     }
 }

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
 pub struct PipelineRunner {
+    // (fields are read by the lease broker too)
     pub ctx: Arc<SupervisorContext>,
     pub store: Arc<SqliteStore>,
     pub pipeline: Pipeline,
@@ -28,7 +29,7 @@ pub struct PipelineRunner {
     pub instances: Vec<Instance>,
     /// This agent run's lease-owner prefix, `<run id>/`.
     pub owner_prefix: String,
-    last_completion: AtomicI64,
+    pub(crate) last_completion: AtomicI64,
     /// Which job each slot runs now, for the stall report.
     running: Mutex<BTreeMap<String, i64>>,
 }
@@ -67,17 +68,15 @@ impl PipelineRunner {
         if self.pipeline.inputs.is_empty() {
             return Ok(None);
         }
-        steward_queue::enqueue_files(
-            self.store.as_ref(),
-            &self.pipeline.queue,
-            &self.pipeline.inputs,
-            self.pipeline.glob.as_deref(),
-            InputKey::Content,
-            self.pipeline.max_attempts,
-            0,
-            &|_, _| {},
-        )
-        .map(Some)
+        let spec = steward_queue::FileJobs {
+            queue: &self.pipeline.queue,
+            paths: &self.pipeline.inputs,
+            glob: self.pipeline.glob.as_deref(),
+            key: InputKey::Content,
+            max_attempts: self.pipeline.max_attempts,
+            priority: 0,
+        };
+        steward_queue::enqueue_files(self.store.as_ref(), &spec, &|_, _| {}).map(Some)
     }
 
     /// Whether nothing is left to run: no job pending, retrying or running.
@@ -89,9 +88,18 @@ impl PipelineRunner {
     }
 
     /// Runs jobs until `shutdown` turns true, or (with `until_empty`) the queue is drained.
-    pub async fn run(self: Arc<Self>, until_empty: bool, shutdown: watch::Receiver<bool>) {
+    /// In lease mode the workers run the jobs; this only waits for the queue to drain.
+    pub async fn run(self: Arc<Self>, until_empty: bool, mut shutdown: watch::Receiver<bool>) {
         if self.pipeline.mode != PipelineMode::PerJob {
-            return;
+            loop {
+                if *shutdown.borrow() || (until_empty && self.drained()) {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
         }
         let mut slots = Vec::new();
         for inst in &self.instances {
@@ -298,7 +306,13 @@ impl PipelineRunner {
 
     /// Reports a job's outcome to the queue; quarantines its input when it is out of
     /// attempts (or `at_once`, for an input that must never run).
-    async fn finish(&self, owner: &str, job: &Job, outcome: Result<(), Failure>, at_once: bool) {
+    pub(crate) async fn finish(
+        &self,
+        owner: &str,
+        job: &Job,
+        outcome: Result<(), Failure>,
+        at_once: bool,
+    ) {
         let store = self.store.clone();
         let (id, owner_s, backoff) = (job.id, owner.to_string(), self.pipeline.backoff);
         match outcome {

@@ -109,19 +109,27 @@ impl std::fmt::Display for EnqueueSummary {
 /// Jobs inserted per transaction.
 const BATCH: usize = 5_000;
 
-/// Walks `paths`, keys every file (hashing on every core) and enqueues them in batches.
-/// `progress` is told how many files are done so far.
+/// Which files to enqueue, and how.
+#[derive(Debug, Clone)]
+pub struct FileJobs<'a> {
+    pub queue: &'a str,
+    pub paths: &'a [PathBuf],
+    pub glob: Option<&'a str>,
+    pub key: InputKey,
+    pub max_attempts: u32,
+    pub priority: i64,
+}
+
+/// Walks the paths, keys every file (hashing on every core) and enqueues them in batches.
+/// `progress` is told how many files are done so far, of how many.
 pub fn enqueue_files(
     store: &dyn crate::JobStore,
-    queue: &str,
-    paths: &[PathBuf],
-    glob: Option<&str>,
-    how: InputKey,
-    max_attempts: u32,
-    priority: i64,
+    spec: &FileJobs,
     progress: &dyn Fn(usize, usize),
 ) -> Result<EnqueueSummary, QueueError> {
-    let walk = collect_inputs(paths, glob)?;
+    let (queue, how, max_attempts, priority) =
+        (spec.queue, spec.key, spec.max_attempts, spec.priority);
+    let walk = collect_inputs(spec.paths, spec.glob)?;
     let mut sum = EnqueueSummary {
         files: walk.files.len(),
         unreadable: walk.skipped,

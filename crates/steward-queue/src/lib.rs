@@ -10,7 +10,9 @@ mod job;
 mod sqlite;
 
 pub use error::QueueError;
-pub use inputs::{collect_inputs, enqueue_files, key_for, EnqueueSummary, InputKey, InputWalk};
+pub use inputs::{
+    collect_inputs, enqueue_files, key_for, EnqueueSummary, FileJobs, InputKey, InputWalk,
+};
 pub use integrity::{backup, list_backups, restore, Backup};
 pub use job::{
     Attempt, EnqueueOutcome, FailOutcome, Failure, Job, JobFilter, JobState, NewJob, Stats,

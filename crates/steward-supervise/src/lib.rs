@@ -27,4 +27,4 @@ pub use output::LogFiles;
 pub use reaper::Reaper;
 pub use spawn::preflight;
 pub use status::{ServiceState, ServiceStatus};
-pub use supervisor::{SuperviseError, Supervisor, SupervisorContext};
+pub use supervisor::{InstanceExit, SuperviseError, Supervisor, SupervisorContext};

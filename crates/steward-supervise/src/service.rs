@@ -596,6 +596,7 @@ impl Runner {
             s.cgroup = None;
             s.health = None;
         });
+        self.ctx.exited(&self.inst.name, &class);
         self.emit(EventKind::Exited {
             pid: pid as u32,
             class: class.clone(),

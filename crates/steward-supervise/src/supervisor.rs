@@ -49,6 +49,15 @@ pub struct SupervisorContext {
     /// Bumped on every state change, so waiters re-check their conditions.
     changes: watch::Sender<u64>,
     gpu_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Every process exit of every instance, for whoever tracks work they held (leases).
+    exits: tokio::sync::broadcast::Sender<InstanceExit>,
+}
+
+/// An instance's process ended.
+#[derive(Debug, Clone)]
+pub struct InstanceExit {
+    pub instance: String,
+    pub class: steward_events::ExitClass,
 }
 
 pub(crate) type Context = SupervisorContext;
@@ -69,7 +78,20 @@ impl SupervisorContext {
             agent_id,
             changes: watch::channel(0).0,
             gpu_locks: Mutex::new(HashMap::new()),
+            exits: tokio::sync::broadcast::channel(1024).0,
         }
+    }
+
+    /// Exits of instances from now on.
+    pub fn subscribe_exits(&self) -> tokio::sync::broadcast::Receiver<InstanceExit> {
+        self.exits.subscribe()
+    }
+
+    pub(crate) fn exited(&self, instance: &str, class: &steward_events::ExitClass) {
+        let _ = self.exits.send(InstanceExit {
+            instance: instance.to_string(),
+            class: class.clone(),
+        });
     }
 
     /// Appends to `events.jsonl` and prints the same event on the agent's log.
@@ -137,10 +159,11 @@ impl Supervisor {
         config: &Config,
         instances: Vec<Instance>,
     ) -> Result<Arc<Self>, SuperviseError> {
+        // Per-job pipeline slots have no long-running process; the pipeline runs jobs in them.
         let services: BTreeMap<String, Arc<Service>> = config
-            .services
-            .iter()
-            .map(|(n, s)| (n.clone(), Arc::new(s.clone())))
+            .workloads()
+            .filter(|s| !s.per_job)
+            .map(|s| (s.name.clone(), Arc::new(s.clone())))
             .collect();
         let mut handles = Vec::new();
         for inst in instances {

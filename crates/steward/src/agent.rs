@@ -158,6 +158,8 @@ async fn agent_main(
     }
     set_own_oom_score_adj();
 
+    let mut instances = instances;
+    let lease_listener = crate::pipelines::lease_listener(&config, &mut instances).await?;
     let supervisor = Supervisor::new(ctx.clone(), &config, instances.clone())?;
     let listener = steward_api::bind_socket(&state_dir)?;
     let (req_tx, mut req_rx) = mpsc::channel(64);
@@ -168,7 +170,9 @@ async fn agent_main(
     let mut pipelines = crate::pipelines::start(
         &config,
         &ctx,
+        &supervisor,
         &instances,
+        lease_listener,
         until == Until::Drained,
         shutdown_rx,
     )?;

@@ -28,10 +28,41 @@ pub struct Running {
     state_dir: std::path::PathBuf,
 }
 
+/// For lease-mode pipelines: a port on 127.0.0.1 for the lease API, and `STEWARD_URL`,
+/// `STEWARD_QUEUE` and `STEWARD_PIPELINE` in their workers' environment.
+pub async fn lease_listener(
+    config: &Config,
+    instances: &mut [Instance],
+) -> Result<Option<tokio::net::TcpListener>> {
+    let lease: Vec<&steward_config::Pipeline> = config
+        .pipelines
+        .values()
+        .filter(|p| p.mode == steward_config::PipelineMode::Lease)
+        .collect();
+    if lease.is_empty() {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot open a port for the lease API")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    for inst in instances.iter_mut() {
+        if let Some(p) = lease.iter().find(|p| p.name == inst.service) {
+            inst.env.insert("STEWARD_URL".into(), url.clone());
+            inst.env.insert("STEWARD_QUEUE".into(), p.queue.clone());
+            inst.env.insert("STEWARD_PIPELINE".into(), p.name.clone());
+        }
+    }
+    tracing::info!("lease API on {url}");
+    Ok(Some(listener))
+}
+
 pub fn start(
     config: &Config,
     ctx: &Arc<SupervisorContext>,
+    supervisor: &Arc<steward_supervise::Supervisor>,
     instances: &[Instance],
+    lease_listener: Option<tokio::net::TcpListener>,
     until_empty: bool,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Running> {
@@ -78,6 +109,22 @@ pub fn start(
         ));
         runners.push(runner);
     }
+    let mut background = Vec::new();
+    if let Some(listener) = lease_listener {
+        let lease_runners: Vec<_> = runners
+            .iter()
+            .filter(|r| r.pipeline.mode == steward_config::PipelineMode::Lease)
+            .cloned()
+            .collect();
+        let broker = steward_pipelines::LeaseBroker::new(
+            store.clone(),
+            supervisor.clone(),
+            lease_runners,
+            run_id.clone(),
+        );
+        // Not one of the tasks whose end means "drained": it serves until shutdown.
+        background.push(tokio::spawn(broker.run(listener, shutdown.clone())));
+    }
     let joined = tokio::spawn(async move {
         for t in tasks {
             let _ = t.await;
@@ -85,7 +132,6 @@ pub fn start(
         let _ = done_tx.send(());
     });
 
-    let mut background = Vec::new();
     {
         let (runners, dir) = (runners.clone(), config.state_dir.clone());
         background.push(tokio::spawn(async move {

@@ -272,16 +272,15 @@ pub fn add(
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     };
-    let summary = steward_queue::enqueue_files(
-        q,
+    let spec = steward_queue::FileJobs {
         queue,
         paths,
         glob,
-        how,
+        key: how,
         max_attempts,
         priority,
-        &progress,
-    )?;
+    };
+    let summary = steward_queue::enqueue_files(q, &spec, &progress)?;
     bar.finish_and_clear();
     for u in summary.unreadable.iter().take(10) {
         eprintln!("skipped: {u}");

@@ -1,0 +1,123 @@
+//! Lease mode with the real Python client (clients/python/steward_worker.py) against the
+//! real agent: a worker that dies holding a job, and one that hangs past the timeout.
+
+mod common;
+use common::*;
+
+fn client_dir() -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../clients/python")
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+fn setup(worker: &str, extra: &str, inputs: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    for i in 0..inputs {
+        std::fs::write(
+            dir.path().join(format!("in/{i:03}.txt")),
+            format!("doc {i}\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("worker.py"), worker).unwrap();
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        format!(
+            r#"
+[pipelines.lw]
+mode = "lease"
+worker = ["python3", "worker.py"]
+env = {{ PYTHONPATH = "{}", PYTHONUNBUFFERED = "1" }}
+inputs = ["in"]
+replicas = 2
+backoff = {{ initial = "50ms", max = "100ms" }}
+quarantine_dir = "quarantine"
+{extra}
+"#,
+            client_dir()
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_worker_that_dies_holding_a_job_fails_that_job_and_the_rest_complete() {
+    let dir = setup(
+        r#"
+import os, signal
+from steward_worker import Worker
+os.makedirs("out", exist_ok=True)
+def handle(job):
+    text = open(job.input).read()
+    if text.startswith("doc 3"):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    job.progress(0.5, "halfway")
+    open(os.path.join("out", os.path.basename(job.input)), "w").write(text)
+Worker().run(handle, wait=5)
+"#,
+        "max_attempts = 2",
+        12,
+    );
+    let out = steward(&["run", "-f", "steward.toml", "--until-empty"], dir.path());
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("lw: 11 succeeded, 1 quarantined"), "{text}");
+    assert!(text.contains("003.txt: lw#"), "{text}");
+    assert!(
+        text.contains("died holding it: killed by SIGSEGV"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("out")).unwrap().count(),
+        11
+    );
+    let reason: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("quarantine/003.txt.reason.json")).unwrap(),
+    )
+    .unwrap();
+    let owners: Vec<&str> = reason["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["owner"].as_str().unwrap())
+        .collect();
+    assert_eq!(owners.len(), 2);
+    assert_ne!(owners[0], owners[1], "the retry went to the other replica");
+}
+
+#[test]
+fn a_job_past_its_timeout_restarts_its_replica_and_is_retried() {
+    let dir = setup(
+        r#"
+import os, time
+from steward_worker import Worker
+os.makedirs("out", exist_ok=True)
+def handle(job):
+    if job.attempt == 1 and job.input.endswith("001.txt"):
+        time.sleep(1000)  # hangs: steward must restart this replica
+    open(os.path.join("out", os.path.basename(job.input)), "w").write("ok")
+Worker().run(handle, wait=5)
+"#,
+        "timeout = \"1s\"\nmax_attempts = 3",
+        4,
+    );
+    let out = steward(&["run", "-f", "steward.toml", "--until-empty"], dir.path());
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("lw: 4 succeeded, 0 quarantined"), "{text}");
+    let events = std::fs::read_to_string(dir.path().join(".steward/events.jsonl")).unwrap();
+    assert!(
+        events.contains("\"event\":\"job_failed\",\"job\":2")
+            && events.contains("\"class\":\"timed_out\""),
+        "{events}"
+    );
+    assert!(
+        events.contains("\"event\":\"stopping\""),
+        "the hung replica was restarted: {events}"
+    );
+}
