@@ -32,8 +32,6 @@ pub struct RawPipeline {
     pub concurrency: Option<u32>,
     pub stall_timeout: Option<HumanDuration>,
     #[serde(default)]
-    pub stall_restart: bool,
-    #[serde(default)]
     pub confine_inputs: bool,
     pub input_root: Option<PathBuf>,
     // The worker replicas, as for a service:
@@ -95,7 +93,6 @@ pub struct Pipeline {
     /// Jobs each replica runs at once.
     pub concurrency: u32,
     pub stall_timeout: Option<HumanDuration>,
-    pub stall_restart: bool,
     /// Refuse inputs outside `input_root` (`..`, symlinks pointing out).
     pub confine_inputs: bool,
     pub input_root: Option<PathBuf>,
@@ -212,7 +209,6 @@ pub(crate) fn resolve(
         quarantine: raw.quarantine.unwrap_or_default(),
         concurrency,
         stall_timeout: raw.stall_timeout,
-        stall_restart: raw.stall_restart,
         confine_inputs: raw.confine_inputs,
         input_root: raw.input_root.map(abs),
         workers,
