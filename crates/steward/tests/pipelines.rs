@@ -304,3 +304,47 @@ input_root = "in"
         !dir.path().join("out/secret.txt").exists() && !dir.path().join("out/link.txt").exists()
     );
 }
+
+#[test]
+fn a_stall_is_reported_with_its_jobs_and_progress_json_tracks_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(&dir.path().join("in"), 2);
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        r#"
+[pipelines.stuck]
+# Every job takes 2 s: with a 500 ms stall window, nothing completes in time.
+command = ["sh", "-c", "sleep 2; cp \"$1\" \"$2\"", "job", "{input}", "{output_dir}/{name}"]
+inputs = ["in"]
+output_dir = "out"
+replicas = 2
+stall_timeout = "500ms"
+"#,
+    )
+    .unwrap();
+    let out = run(dir.path());
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let events = std::fs::read_to_string(dir.path().join(".steward/events.jsonl")).unwrap();
+    let stall: serde_json::Value = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "stall")
+        .unwrap_or_else(|| panic!("no stall event: {events}"));
+    assert_eq!(stall["pipeline"], "stuck");
+    assert_eq!(stall["jobs"].as_array().unwrap().len(), 2, "{stall}");
+    let mut replicas: Vec<String> = stall["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    replicas.sort();
+    assert_eq!(replicas, vec!["stuck#0", "stuck#1"]);
+    let progress: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(".steward/progress.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        progress["pipelines"][0]["stats"]["counts"]["succeeded"], 2,
+        "{progress}"
+    );
+}
