@@ -46,6 +46,9 @@ pub enum EventKind {
         /// The most memory it used (its cgroup's peak, or the main process's max RSS).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         peak_memory: Option<u64>,
+        /// For a failure: `explain`'s top finding in its output, on one line.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        explain: Option<String>,
     },
     /// Processes of the service that outlived its main process and were killed.
     StrayKilled {
@@ -82,6 +85,8 @@ pub enum EventKind {
         class: ExitClass,
         error: String,
         quarantined: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        explain: Option<String>,
     },
     /// Leases of an agent that died (or that expired) were taken back.
     JobsRescued {
@@ -161,7 +166,7 @@ impl Event {
             EventKind::Stopping { signal } => format!("stopping with {signal}"),
             EventKind::Stopped => "stopped".into(),
             EventKind::Limits { enforcement, note } => format!("limits {enforcement}: {note}"),
-            EventKind::JobFailed { job, input, attempt, class, error, quarantined } => format!(
+            EventKind::JobFailed { job, input, attempt, class, error, quarantined, .. } => format!(
                 "job {job} ({input}) attempt {attempt} {class}: {error}; {}",
                 if *quarantined { "quarantined" } else { "will retry" }
             ),

@@ -96,6 +96,7 @@ mod tests {
                 class: ExitClass::Exited { code: 3 },
                 ran_ms: 1500,
                 peak_memory: None,
+                explain: None,
             },
         );
         log.append(&ev).unwrap();

@@ -346,6 +346,10 @@ impl PipelineRunner {
                         class: f.class.clone(),
                         error: f.error.clone(),
                         quarantined,
+                        explain: f
+                            .stderr_tail
+                            .as_deref()
+                            .and_then(|t| steward_explain::explain_text(t.as_bytes()).one_line()),
                     },
                 );
                 if quarantined {

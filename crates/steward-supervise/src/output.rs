@@ -56,6 +56,19 @@ impl LogFiles {
 
     /// Appends `buf`, rotating so that no file grows past `max_size`. Files are cut after a
     /// newline where one fits, so lines stay whole; a line longer than `max_size` is split.
+    /// The last `bytes` of the current log file (what a crash left behind).
+    pub fn tail(&self, bytes: u64) -> Vec<u8> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = File::open(self.dir.join(CURRENT)) else {
+            return Vec::new();
+        };
+        let len = f.metadata().map_or(0, |m| m.len());
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(bytes)));
+        let mut out = Vec::new();
+        let _ = f.take(bytes).read_to_end(&mut out);
+        out
+    }
+
     pub fn write(&mut self, mut buf: &[u8]) -> io::Result<()> {
         let max = self.rotation.max_size.bytes();
         while !buf.is_empty() {

@@ -20,6 +20,9 @@ use steward_events::{Enforcement, EventKind, ExitClass};
 use steward_plan::Instance;
 use tokio::sync::{mpsc, oneshot, OwnedMutexGuard};
 
+/// How much of a crashed process's output `explain` reads.
+const EXPLAIN_TAIL: u64 = 64 * 1024;
+
 /// How often the RSS watchdog looks, where no cgroup enforces memory.
 const WATCHDOG_PERIOD: Duration = Duration::from_millis(500);
 
@@ -48,6 +51,8 @@ pub(crate) struct Shared {
     pub health_error: Option<String>,
     pub ready: bool,
     pub waiting_on: Option<String>,
+    /// `explain`'s reading of the last failure.
+    pub last_explain: Option<String>,
 }
 
 impl Shared {
@@ -65,6 +70,7 @@ impl Shared {
             health_error: None,
             ready: false,
             waiting_on: None,
+            last_explain: None,
         }
     }
 
@@ -117,6 +123,7 @@ impl Shared {
             last_health_error: self.health_error.clone(),
             ready: self.ready,
             waiting_on: self.waiting_on.clone(),
+            last_explain: self.last_explain.clone(),
         }
     }
 }
@@ -356,6 +363,7 @@ impl Runner {
             },
             ran_ms: 0,
             peak_memory: None,
+            explain: None,
         });
         self.reply_spawned();
         RunEnd {
@@ -597,11 +605,26 @@ impl Runner {
             s.health = None;
         });
         self.ctx.exited(&self.inst.name, &class);
+        // Read the crash the way an on-call engineer would: the last of its output.
+        let explain = if class.is_failure() && class != ExitClass::Stopped {
+            // Give the log pump a moment to write the last of the output.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let tail = self
+                .logs
+                .lock()
+                .map(|l| l.tail(EXPLAIN_TAIL))
+                .unwrap_or_default();
+            steward_explain::explain_text(&tail).one_line()
+        } else {
+            None
+        };
+        self.set(|s| s.last_explain = explain.clone());
         self.emit(EventKind::Exited {
             pid: pid as u32,
             class: class.clone(),
             ran_ms: ran.as_millis() as u64,
             peak_memory,
+            explain,
         });
         RunEnd {
             class,

@@ -68,4 +68,7 @@ pub struct ServiceStatus {
     pub ready: bool,
     /// While waiting: the dependency or GPU it waits for.
     pub waiting_on: Option<String>,
+    /// `explain`'s one-line reading of the last failure's output.
+    #[serde(default)]
+    pub last_explain: Option<String>,
 }

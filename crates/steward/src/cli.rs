@@ -144,6 +144,18 @@ pub enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// Name the log line that matters: known causes first (OOM, CUDA, Xid, NCCL, timeouts…),
+    /// then symptoms, noise labelled as noise, and unrecognised errors collapsed.
+    /// Reads plain text, journalctl -o short-iso, dmesg -T and docker JSON lines.
+    Explain {
+        /// Files to read; `-` or none for standard input.
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// How many findings to print.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+    },
     /// Check a config file.
     Config {
         #[command(subcommand)]

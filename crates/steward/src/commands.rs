@@ -94,6 +94,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
             logs(&dir, &service, tail, follow)?;
         }
         Command::Queue { target, command } => return crate::queue_cmd::run(&target, command),
+        Command::Explain { files, json, top } => return crate::explain_cmd::run(&files, json, top),
         Command::Config {
             command: ConfigCommand::Check { file, json },
         } => {
@@ -175,6 +176,9 @@ fn print_ps(ps: &PsReply) {
     for s in &ps.services {
         if let Some(w) = &s.waiting_on {
             println!("{}: waiting for {w}", s.name);
+        }
+        if let Some(why) = &s.last_explain {
+            println!("{}: {}: {why}", s.name, s.state);
         }
         if let (Some(h), Some(e)) = (s.health, &s.last_health_error) {
             println!("{}: {h}, last check: {e}", s.name);

@@ -4,6 +4,7 @@
 mod agent;
 mod cli;
 mod commands;
+mod explain_cmd;
 mod node;
 mod pipelines;
 mod queue_cmd;

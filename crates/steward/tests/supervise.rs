@@ -314,3 +314,33 @@ fn planned_cpus_become_affinity_and_a_cpuset_group() {
         panic!("the v1 cpuset hierarchy is mounted but the process is not in a steward cpuset group: {cgroups}");
     }
 }
+
+#[test]
+fn a_crash_is_explained_in_its_event_and_in_ps() {
+    let agent = Agent::start(
+        r#"
+[services.trainer]
+command = '''echo "epoch 1"; echo "The value of the smallest subnormal for <class 'numpy.float64'> type is zero." >&2; echo "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB." >&2; exit 1'''
+shell = true
+restart = "never"
+"#,
+    );
+    agent.wait_for("trainer to fail", |a| {
+        a.service("trainer")["state"] == "failed"
+    });
+    let exited = agent.events_of("trainer", "exited");
+    let why = exited[0]["explain"]
+        .as_str()
+        .expect("an explanation in the exit event");
+    assert!(
+        why.starts_with("cuda-oom: torch.OutOfMemoryError: CUDA out of memory"),
+        "{why}"
+    );
+    let svc = agent.service("trainer");
+    assert_eq!(svc["last_explain"].as_str(), Some(why));
+    assert!(
+        stdout(&agent.cli(&["ps"])).contains("trainer: failed: cuda-oom:"),
+        "{}",
+        stdout(&agent.cli(&["ps"]))
+    );
+}

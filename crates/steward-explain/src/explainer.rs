@@ -1,0 +1,274 @@
+//! The pass over the lines and the ranking.
+
+use crate::catalogue::{catalogue, Catalogue};
+use crate::line::normalise;
+use crate::templates::{Template, Templates};
+use serde::Serialize;
+
+/// One signature seen in the input.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Finding {
+    pub id: String,
+    pub category: String,
+    pub severity: u8,
+    pub confidence: f64,
+    /// Severity x confidence, halved for a symptom when a cause was also found; 0 for noise.
+    pub score: f64,
+    /// 1-based number of the first matching line.
+    pub line_no: usize,
+    pub line: String,
+    pub count: usize,
+    pub explanation: String,
+    pub fix: String,
+    /// More about this occurrence (an Xid's meaning).
+    pub detail: Option<String>,
+    pub noise: bool,
+    pub sympathetic: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Report {
+    pub lines: usize,
+    /// Causes first, then symptoms, then noise.
+    pub findings: Vec<Finding>,
+    /// Lines that look like errors but match no signature, collapsed into templates.
+    pub unrecognised: Vec<Template>,
+}
+
+impl Report {
+    /// The most likely cause, if anything but noise was found.
+    pub fn top(&self) -> Option<&Finding> {
+        self.findings.first().filter(|f| !f.noise)
+    }
+
+    /// `"cuda-oom: RuntimeError: CUDA out of memory… — lower the batch size…"`.
+    pub fn one_line(&self) -> Option<String> {
+        let f = self.top()?;
+        let line: String = f.line.trim().chars().take(160).collect();
+        let fix = f.fix.split(['.', ';', ',']).next().unwrap_or("").trim();
+        Some(format!("{}: {line} — {fix}", f.category))
+    }
+}
+
+struct Hit {
+    first: usize,
+    line: String,
+    count: usize,
+    lines: Vec<usize>,
+}
+
+/// Feeds lines one at a time; memory is bounded by the number of signatures and templates,
+/// not by the input.
+pub struct Explainer {
+    cat: &'static Catalogue,
+    n: usize,
+    hits: Vec<Option<Hit>>,
+    near: Vec<Vec<usize>>,
+    templates: Templates,
+}
+
+impl Default for Explainer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Line numbers remembered per signature (for `near` windows).
+const KEEP_LINES: usize = 64;
+
+impl Explainer {
+    pub fn new() -> Self {
+        let cat = catalogue();
+        Explainer {
+            cat,
+            n: 0,
+            hits: (0..cat.signatures.len()).map(|_| None).collect(),
+            near: vec![Vec::new(); cat.signatures.len()],
+            templates: Templates::default(),
+        }
+    }
+
+    pub fn feed(&mut self, raw: &[u8]) {
+        self.n += 1;
+        let line = normalise(raw);
+        let matches = self.cat.set.matches(&line);
+        let mut any = false;
+        let mut seen = std::collections::BTreeSet::new();
+        for idx in matches.iter() {
+            let (sig, is_near) = self.cat.owner[idx];
+            if is_near {
+                let v = &mut self.near[sig];
+                if v.len() < KEEP_LINES * 4 {
+                    v.push(self.n);
+                }
+                continue;
+            }
+            any = true;
+            if !seen.insert(sig) {
+                continue;
+            }
+            match &mut self.hits[sig] {
+                Some(h) => {
+                    h.count += 1;
+                    if h.lines.len() < KEEP_LINES {
+                        h.lines.push(self.n);
+                    }
+                }
+                slot @ None => {
+                    *slot = Some(Hit {
+                        first: self.n,
+                        line: line.chars().take(1000).collect(),
+                        count: 1,
+                        lines: vec![self.n],
+                    })
+                }
+            }
+        }
+        if !any && self.cat.errorish.is_match(&line) {
+            self.templates.add(self.n, &line);
+        }
+    }
+
+    pub fn finish(self) -> Report {
+        let cat = self.cat;
+        let mut findings: Vec<Finding> = Vec::new();
+        for (i, hit) in self.hits.into_iter().enumerate() {
+            let Some(hit) = hit else { continue };
+            let sig = &cat.signatures[i];
+            if sig.near.is_some() {
+                let near = &self.near[i];
+                let close = hit
+                    .lines
+                    .iter()
+                    .any(|l| near.iter().any(|n| n.abs_diff(*l) <= sig.window));
+                if !close {
+                    continue;
+                }
+            }
+            let detail =
+                crate::xid::code_in(&hit.line).map(|code| match crate::xid::meaning(code) {
+                    Some((what, action)) => format!("Xid {code}: {what}; {action}"),
+                    None => format!("Xid {code}: see NVIDIA's Xid catalogue"),
+                });
+            findings.push(Finding {
+                id: sig.id.clone(),
+                category: sig.category.clone(),
+                severity: sig.severity,
+                confidence: sig.confidence,
+                score: if sig.noise {
+                    0.0
+                } else {
+                    f64::from(sig.severity) * sig.confidence
+                },
+                line_no: hit.first,
+                line: hit.line,
+                count: hit.count,
+                explanation: sig.explanation.clone(),
+                fix: sig.fix.clone(),
+                detail,
+                noise: sig.noise,
+                sympathetic: sig.sympathetic,
+            });
+        }
+        // A specific signature beats a generic one for the same lines (a CUDA segfault over
+        // a plain segfault).
+        let specific: Vec<(usize, String)> = findings
+            .iter()
+            .filter(|f| f.category != "segfault")
+            .map(|f| (f.line_no, f.category.clone()))
+            .collect();
+        findings.retain(|f| {
+            !(f.category == "segfault"
+                && specific
+                    .iter()
+                    .any(|(l, c)| *l == f.line_no && c == "libcuda-segfault"))
+        });
+        let has_cause = findings.iter().any(|f| !f.noise && !f.sympathetic);
+        for f in &mut findings {
+            if f.sympathetic && has_cause {
+                f.score *= 0.5;
+            }
+        }
+        findings.sort_by(|a, b| {
+            a.noise
+                .cmp(&b.noise)
+                .then(b.score.total_cmp(&a.score))
+                .then(a.line_no.cmp(&b.line_no))
+        });
+        Report {
+            lines: self.n,
+            findings,
+            unrecognised: self.templates.into_sorted(),
+        }
+    }
+}
+
+/// Explains a whole text at once.
+pub fn explain_text(text: &[u8]) -> Report {
+    let mut e = Explainer::new();
+    for line in text.split(|&b| b == b'\n') {
+        e.feed(line);
+    }
+    e.finish()
+}
+
+/// The naive baseline (k8sgpt's log analyzer): the first line matching
+/// `(?i)error|exception|fail`, and the category of whatever signature that line matches.
+pub fn baseline_category(text: &[u8]) -> Option<String> {
+    let re = regex::Regex::new(r"(?i)error|exception|fail").ok()?;
+    let cat = catalogue();
+    for raw in text.split(|&b| b == b'\n') {
+        let line = normalise(raw);
+        if re.is_match(&line) {
+            let m = cat.set.matches(&line);
+            return m
+                .iter()
+                .find(|i| !cat.owner[*i].1)
+                .map(|i| cat.signatures[cat.owner[i].0].category.clone());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sigkill_guess_without_a_kernel_oom_is_a_timeout() {
+        let log = b"[INFO] Booting worker with pid: 7\n[CRITICAL] WORKER TIMEOUT (pid:7)\n[ERROR] Worker (pid:7) was sent SIGKILL! Perhaps out of memory?\nThe value of the smallest subnormal for <class 'numpy.float64'> type is zero.\n";
+        let r = explain_text(log);
+        assert_eq!(r.top().unwrap().category, "gunicorn-worker-timeout");
+        assert_eq!(r.top().unwrap().id, "gunicorn-worker-timeout");
+        assert!(
+            r.findings.last().unwrap().noise,
+            "numpy's warning is labelled noise"
+        );
+        let with_oom = b"[CRITICAL] WORKER TIMEOUT (pid:7)\nkernel: Memory cgroup out of memory: Killed process 7 (gunicorn)\n[ERROR] Worker (pid:7) was sent SIGKILL! Perhaps out of memory?\n";
+        assert_eq!(explain_text(with_oom).top().unwrap().category, "cgroup-oom");
+    }
+
+    #[test]
+    fn bad_input_never_panics() {
+        let garbage: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let _ = explain_text(&garbage);
+        let _ = explain_text(b"");
+        let huge = vec![b'x'; 10 * 1024 * 1024];
+        let r = explain_text(&huge);
+        assert_eq!(r.lines, 1);
+        let _ = explain_text(b"\xff\xfe CUDA out of memory \xc3\x28");
+    }
+
+    #[test]
+    fn xid_codes_are_explained_and_docker_json_is_unwrapped() {
+        let r = explain_text(b"{\"log\":\"NVRM: Xid (PCI:0000:07:00): 79, pid=1, GPU has fallen off the bus.\\n\",\"stream\":\"stderr\"}\n");
+        let f = r.top().unwrap();
+        assert_eq!(f.category, "gpu-xid");
+        assert!(
+            f.detail.as_deref().unwrap().contains("fallen off the bus"),
+            "{f:?}"
+        );
+    }
+}

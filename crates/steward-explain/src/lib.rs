@@ -1,0 +1,16 @@
+//! `explain`: text in, findings out. One pass of a `RegexSet` over the lines finds every
+//! known signature; the findings are ranked so that a real cause comes before its
+//! symptoms and before the noise; lines that look like errors but match nothing are
+//! collapsed into templates and reported below the known causes.
+//!
+//! Pure: no files, no clock. The CLI and the supervisor feed it lines.
+
+mod catalogue;
+mod explainer;
+mod line;
+mod templates;
+mod xid;
+
+pub use catalogue::{catalogue, Catalogue, Signature};
+pub use explainer::{baseline_category, explain_text, Explainer, Finding, Report};
+pub use templates::Template;

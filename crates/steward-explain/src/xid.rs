@@ -1,0 +1,75 @@
+//! What an NVIDIA Xid code means and what to do, from NVIDIA's Xid catalogue.
+
+use regex::Regex;
+use std::sync::OnceLock;
+
+/// `(meaning, action)` for the codes seen on ML nodes.
+pub fn meaning(code: u32) -> Option<(&'static str, &'static str)> {
+    Some(match code {
+        13 => (
+            "graphics engine exception (often an application bug)",
+            "restart the application",
+        ),
+        31 => (
+            "GPU memory page fault (an application accessed bad memory)",
+            "restart the application",
+        ),
+        43 => (
+            "GPU stopped processing (the application hit a fault)",
+            "restart the application",
+        ),
+        45 => (
+            "preemptive cleanup after an earlier error",
+            "find the earlier Xid; it is the cause",
+        ),
+        48 => (
+            "double-bit ECC error (uncorrectable memory error)",
+            "drain the node and reset the GPU; if it repeats, replace it",
+        ),
+        61 | 62 => (
+            "internal micro-controller error",
+            "reset the GPU; update the driver",
+        ),
+        63 | 64 => (
+            "ECC page retirement or row remapping event",
+            "reset the GPU so the repair takes effect",
+        ),
+        74 => (
+            "NVLink error",
+            "check the NVLink connections; reset the GPU",
+        ),
+        79 => (
+            "GPU has fallen off the bus",
+            "reboot the node; check power and PCIe seating",
+        ),
+        92 => (
+            "high single-bit ECC error rate",
+            "watch it; drain and reset if it grows",
+        ),
+        94 => (
+            "contained ECC error",
+            "restart the application that used the memory",
+        ),
+        95 => (
+            "uncontained ECC error",
+            "reset the GPU; every process on it is affected",
+        ),
+        119 | 120 => (
+            "GSP firmware error or timeout",
+            "reset the GPU; update the driver",
+        ),
+        145 | 149 => (
+            "NVLink/NVSwitch or fabric error",
+            "reset the GPU; check the fabric manager",
+        ),
+        _ => return None,
+    })
+}
+
+/// The Xid code in a driver line, if any.
+pub fn code_in(line: &str) -> Option<u32> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(r"Xid \([^)]*\): (\d+)|\bXid (\d+)\b").expect("valid"));
+    let caps = re.captures(line)?;
+    caps.get(1).or(caps.get(2))?.as_str().parse().ok()
+}

@@ -1,0 +1,66 @@
+//! Top-1 accuracy on two corpora: the project's own cases (tests/corpus/) and, when
+//! present (it is in CI), the shared corpus of real logs others posted in public issues,
+//! read in place. Fails below 90% on either. Prints the naive baseline beside it.
+
+use std::path::Path;
+
+fn evaluate(dir: &Path) -> (usize, usize, usize, Vec<String>) {
+    let index = std::fs::read_to_string(dir.join("index.tsv")).unwrap();
+    let (mut total, mut ours, mut base, mut misses) = (0, 0, 0, Vec::new());
+    for line in index.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let (file, label) = (cols[0], cols[1]);
+        let text = std::fs::read(dir.join(file)).unwrap();
+        let report = steward_explain::explain_text(&text);
+        let got = report
+            .top()
+            .map(|f| f.category.clone())
+            .unwrap_or_else(|| "none".into());
+        total += 1;
+        if got == label {
+            ours += 1;
+        } else {
+            misses.push(format!("{file}: expected {label}, got {got}"));
+        }
+        if steward_explain::baseline_category(&text).as_deref() == Some(label) {
+            base += 1;
+        }
+    }
+    (total, ours, base, misses)
+}
+
+fn check(name: &str, dir: &Path) {
+    let (total, ours, base, misses) = evaluate(dir);
+    let pct = |n: usize| n as f64 * 100.0 / total as f64;
+    println!(
+        "{name}: steward explain {ours}/{total} ({:.0}%), naive baseline {base}/{total} ({:.0}%)",
+        pct(ours),
+        pct(base)
+    );
+    for m in &misses {
+        println!("  miss: {m}");
+    }
+    assert!(
+        pct(ours) >= 90.0,
+        "{name}: top-1 accuracy {:.0}% is under 90%: {misses:?}",
+        pct(ours)
+    );
+}
+
+#[test]
+fn own_corpus_top1_accuracy() {
+    check(
+        "own corpus",
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus"),
+    );
+}
+
+#[test]
+fn shared_corpus_top1_accuracy() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/explain-corpus");
+    if !dir.join("index.tsv").exists() {
+        println!("shared corpus not found at {}; skipped", dir.display());
+        return;
+    }
+    check("shared corpus", &dir);
+}

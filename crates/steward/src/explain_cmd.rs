@@ -1,0 +1,102 @@
+//! `steward explain`: streams files (or stdin) through the explainer, line by line, so a
+//! multi-GB journal costs bounded memory.
+
+use anyhow::{Context, Result};
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use steward_explain::Explainer;
+
+/// Longest line kept whole; the rest of a longer line is skipped, not buffered.
+const MAX_LINE: usize = 64 * 1024;
+
+pub fn run(files: &[PathBuf], json: bool, top: usize) -> Result<ExitCode> {
+    let mut ex = Explainer::new();
+    if files.is_empty() || files.iter().any(|f| f.as_os_str() == "-") {
+        feed(&mut ex, std::io::stdin().lock()).context("cannot read standard input")?;
+    }
+    for f in files.iter().filter(|f| f.as_os_str() != "-") {
+        let file =
+            std::fs::File::open(f).with_context(|| format!("cannot read {}", f.display()))?;
+        // A file that disappears or is truncated mid-read ends its input there.
+        feed(&mut ex, BufReader::new(file)).with_context(|| format!("reading {}", f.display()))?;
+    }
+    let report = ex.finish();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.findings.is_empty() && report.unrecognised.is_empty() {
+        println!("nothing recognised in {} line(s)", report.lines);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (i, f) in report.findings.iter().take(top).enumerate() {
+        let label = if f.noise {
+            "noise"
+        } else if i == 0 {
+            "cause"
+        } else if f.sympathetic {
+            "symptom"
+        } else {
+            "also"
+        };
+        let times = if f.count > 1 {
+            format!(" (x{})", f.count)
+        } else {
+            String::new()
+        };
+        println!("{label}: {} at line {}{times}", f.category, f.line_no);
+        println!(
+            "  | {}",
+            f.line.trim().chars().take(240).collect::<String>()
+        );
+        println!("  {}", f.explanation);
+        if let Some(d) = &f.detail {
+            println!("  {d}");
+        }
+        if !f.fix.is_empty() {
+            println!("  fix: {}", f.fix);
+        }
+    }
+    if !report.unrecognised.is_empty() {
+        println!("unrecognised errors:");
+        for t in report.unrecognised.iter().take(top) {
+            println!(
+                "  line {} (x{}): {}",
+                t.first_line,
+                t.count,
+                t.example.chars().take(200).collect::<String>()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Feeds `input` line by line; a line longer than [`MAX_LINE`] is cut, and the rest of it
+/// is read and dropped without being held.
+fn feed(ex: &mut Explainer, mut input: impl BufRead) -> std::io::Result<()> {
+    let mut line = Vec::with_capacity(4096);
+    loop {
+        line.clear();
+        let n = (&mut input)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.len() == MAX_LINE && line.last() != Some(&b'\n') {
+            // Skip the rest of an overlong line.
+            let mut sink = Vec::new();
+            loop {
+                sink.clear();
+                let m = (&mut input)
+                    .take(MAX_LINE as u64)
+                    .read_until(b'\n', &mut sink)?;
+                if m == 0 || sink.last() == Some(&b'\n') {
+                    break;
+                }
+            }
+        }
+        ex.feed(&line);
+    }
+}
