@@ -9,8 +9,10 @@ mod catalogue;
 mod explainer;
 mod line;
 mod templates;
+mod timestamp;
 mod xid;
 
 pub use catalogue::{catalogue, Catalogue, Signature};
 pub use explainer::{baseline_category, explain_text, Explainer, Finding, Report};
 pub use templates::Template;
+pub use timestamp::line_time;

@@ -155,6 +155,11 @@ pub enum Command {
         /// How many findings to print.
         #[arg(long, default_value_t = 5)]
         top: usize,
+        /// Only lines from this recent (`"2h"`, `"30m"`) or since this time
+        /// (`"2026-03-02T10:00:00Z"`). Lines without a time of their own (stack frames)
+        /// go with the last timed line before them.
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
     },
     /// Check a config file.
     Config {

@@ -94,7 +94,12 @@ pub fn run(command: Command) -> Result<ExitCode> {
             logs(&dir, &service, tail, follow)?;
         }
         Command::Queue { target, command } => return crate::queue_cmd::run(&target, command),
-        Command::Explain { files, json, top } => return crate::explain_cmd::run(&files, json, top),
+        Command::Explain {
+            files,
+            json,
+            top,
+            since,
+        } => return crate::explain_cmd::run(&files, json, top, since.as_deref()),
         Command::Config {
             command: ConfigCommand::Check { file, json },
         } => {
