@@ -206,33 +206,14 @@ impl PipelineRunner {
                 .finish(
                     owner,
                     &job,
-                    Err(failure(
-                        ExitClass::SpawnFailed {
-                            reason: "the job has no input".into(),
-                        },
-                        "the payload has no \"input\"",
-                        None,
-                    )),
+                    Err(cannot_run("the payload has no \"input\"")),
                     true,
                 )
                 .await;
         };
         if p.confine_inputs {
             if let Err(why) = confined(&input, p) {
-                return self
-                    .finish(
-                        owner,
-                        &job,
-                        Err(failure(
-                            ExitClass::SpawnFailed {
-                                reason: why.clone(),
-                            },
-                            &why,
-                            None,
-                        )),
-                        true,
-                    )
-                    .await;
+                return self.finish(owner, &job, Err(cannot_run(&why)), true).await;
             }
         }
         let vars = template::vars_for(&input, &p.output_dir, job.id, job.attempts);
@@ -249,36 +230,12 @@ impl PipelineRunner {
         let (argv, expect) = match (argv, expect) {
             (Ok(a), Ok(e)) => (a, e.map(PathBuf::from)),
             (Err(e), _) | (_, Err(e)) => {
-                return self
-                    .finish(
-                        owner,
-                        &job,
-                        Err(failure(
-                            ExitClass::SpawnFailed { reason: e.clone() },
-                            &e,
-                            None,
-                        )),
-                        true,
-                    )
-                    .await
+                return self.finish(owner, &job, Err(cannot_run(&e)), true).await
             }
         };
         if let Err(e) = std::fs::create_dir_all(&p.output_dir) {
             let why = format!("cannot create {}: {e}", p.output_dir.display());
-            return self
-                .finish(
-                    owner,
-                    &job,
-                    Err(failure(
-                        ExitClass::SpawnFailed {
-                            reason: why.clone(),
-                        },
-                        &why,
-                        None,
-                    )),
-                    false,
-                )
-                .await;
+            return self.finish(owner, &job, Err(cannot_run(&why)), false).await;
         }
         let run = self
             .ctx
@@ -477,6 +434,17 @@ impl PipelineRunner {
             quarantined,
         }
     }
+}
+
+/// A job that could not be started at all (no input, a refused input, a bad template).
+fn cannot_run(why: &str) -> Failure {
+    failure(
+        ExitClass::SpawnFailed {
+            reason: why.to_string(),
+        },
+        why,
+        None,
+    )
 }
 
 fn failure(class: ExitClass, error: &str, stderr_tail: Option<String>) -> Failure {

@@ -20,6 +20,13 @@ fn run(dir: &Path) -> std::process::Output {
     steward(&["run", "-f", "steward.toml", "--until-empty"], dir)
 }
 
+/// `steward queue -f steward.toml ARGS…` in `dir`.
+fn queue_cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut full = vec!["queue", "-f", "steward.toml"];
+    full.extend_from_slice(args);
+    steward(&full, dir)
+}
+
 fn json_of(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
 }
@@ -146,11 +153,7 @@ fn enqueueing_the_same_directory_twice_adds_nothing_and_rebuild_done_reconciles(
     let dir = tempfile::tempdir().unwrap();
     write_inputs(&dir.path().join("in"), 20);
     std::fs::write(dir.path().join("steward.toml"), "").unwrap();
-    let q = |args: &[&str]| {
-        let mut full = vec!["queue", "-f", "steward.toml"];
-        full.extend_from_slice(args);
-        steward(&full, dir.path())
-    };
+    let q = |args: &[&str]| queue_cli(dir.path(), args);
     let out = q(&["add", "docs", "in", "--glob", "*.txt"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -222,11 +225,7 @@ fn a_truncated_queue_is_refused_and_restore_brings_it_back() {
     let dir = tempfile::tempdir().unwrap();
     write_inputs(&dir.path().join("in"), 300);
     std::fs::write(dir.path().join("steward.toml"), "").unwrap();
-    let q = |args: &[&str]| {
-        let mut full = vec!["queue", "-f", "steward.toml"];
-        full.extend_from_slice(args);
-        steward(&full, dir.path())
-    };
+    let q = |args: &[&str]| queue_cli(dir.path(), args);
     assert!(q(&["add", "docs", "in"]).status.success());
     let out = q(&["backup"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -286,11 +285,7 @@ input_root = "in"
 "#,
     )
     .unwrap();
-    let q = |args: &[&str]| {
-        let mut full = vec!["queue", "-f", "steward.toml"];
-        full.extend_from_slice(args);
-        steward(&full, dir.path())
-    };
+    let q = |args: &[&str]| queue_cli(dir.path(), args);
     assert!(q(&["add", "conv", "in"]).status.success());
     assert!(q(&["add", "conv", "in/../secret.txt", "--key", "path"])
         .status
