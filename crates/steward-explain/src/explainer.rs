@@ -55,6 +55,20 @@ struct Hit {
     line: String,
     count: usize,
     lines: Vec<usize>,
+    /// Process ids named in the matching lines (bounded), for correlation.
+    pids: std::collections::BTreeSet<u32>,
+}
+
+/// Most pids remembered per signature.
+const KEEP_PIDS: usize = 256;
+
+/// The pid a line is about: `pid:123`, `pid=123`, `pid 123`, `Killed process 123`.
+fn pid_in(line: &str) -> Option<u32> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r"(?:\bpid(?::|=|\s)\s*|Killed process )(\d+)").expect("valid")
+    });
+    re.captures(line)?.get(1)?.as_str().parse().ok()
 }
 
 /// Feeds lines one at a time; memory is bounded by the number of signatures and templates,
@@ -107,21 +121,20 @@ impl Explainer {
             if !seen.insert(sig) {
                 continue;
             }
-            match &mut self.hits[sig] {
-                Some(h) => {
-                    h.count += 1;
-                    if h.lines.len() < KEEP_LINES {
-                        h.lines.push(self.n);
-                    }
-                }
-                slot @ None => {
-                    *slot = Some(Hit {
-                        first: self.n,
-                        line: line.chars().take(1000).collect(),
-                        count: 1,
-                        lines: vec![self.n],
-                    })
-                }
+            let pid = pid_in(&line);
+            let hit = self.hits[sig].get_or_insert_with(|| Hit {
+                first: self.n,
+                line: line.chars().take(1000).collect(),
+                count: 0,
+                lines: Vec::new(),
+                pids: Default::default(),
+            });
+            hit.count += 1;
+            if hit.lines.len() < KEEP_LINES {
+                hit.lines.push(self.n);
+            }
+            if let Some(p) = pid.filter(|_| hit.pids.len() < KEEP_PIDS) {
+                hit.pids.insert(p);
             }
         }
         if !any && self.cat.errorish.is_match(&line) {
@@ -132,6 +145,8 @@ impl Explainer {
     pub fn finish(self) -> Report {
         let cat = self.cat;
         let mut findings: Vec<Finding> = Vec::new();
+        let mut pids_of: std::collections::BTreeMap<String, std::collections::BTreeSet<u32>> =
+            Default::default();
         for (i, hit) in self.hits.into_iter().enumerate() {
             let Some(hit) = hit else { continue };
             let sig = &cat.signatures[i];
@@ -145,6 +160,10 @@ impl Explainer {
                     continue;
                 }
             }
+            pids_of
+                .entry(sig.category.clone())
+                .or_default()
+                .extend(hit.pids.iter().copied());
             let detail =
                 crate::xid::code_in(&hit.line).map(|code| match crate::xid::meaning(code) {
                     Some((what, action)) => format!("Xid {code}: {what}; {action}"),
@@ -183,6 +202,29 @@ impl Explainer {
                     .iter()
                     .any(|(l, c)| *l == f.line_no && c == "libcuda-segfault"))
         });
+        // An OOM explains a gunicorn worker's death only if it killed that worker; when
+        // pids are known on both sides and none match, the OOM was elsewhere and the
+        // worker timeout is the cause.
+        if let (Some(oom_pids), Some(worker_pids)) = (
+            ["cgroup-oom", "host-oom"]
+                .iter()
+                .find_map(|c| pids_of.get(*c))
+                .filter(|p| !p.is_empty()),
+            pids_of
+                .get("gunicorn-worker-timeout")
+                .filter(|p| !p.is_empty()),
+        ) {
+            if oom_pids.is_disjoint(worker_pids) {
+                for f in findings
+                    .iter_mut()
+                    .filter(|f| f.category == "cgroup-oom" || f.category == "host-oom")
+                {
+                    f.score *= 0.5;
+                    f.detail =
+                        Some("this OOM killed other processes, not the gunicorn workers".into());
+                }
+            }
+        }
         let has_cause = findings.iter().any(|f| !f.noise && !f.sympathetic);
         for f in &mut findings {
             if f.sympathetic && has_cause {
@@ -250,6 +292,23 @@ mod tests {
         );
         let with_oom = b"[CRITICAL] WORKER TIMEOUT (pid:7)\nkernel: Memory cgroup out of memory: Killed process 7 (gunicorn)\n[ERROR] Worker (pid:7) was sent SIGKILL! Perhaps out of memory?\n";
         assert_eq!(explain_text(with_oom).top().unwrap().category, "cgroup-oom");
+    }
+
+    #[test]
+    fn an_oom_that_killed_someone_else_does_not_explain_a_worker_timeout() {
+        let log = b"[CRITICAL] WORKER TIMEOUT (pid:7)\nkernel: Memory cgroup out of memory: Killed process 4242 (redis-server)\n[ERROR] Worker (pid:7) was sent SIGKILL! Perhaps out of memory?\n";
+        let r = explain_text(log);
+        assert_eq!(r.top().unwrap().category, "gunicorn-worker-timeout");
+        let oom = r
+            .findings
+            .iter()
+            .find(|f| f.category == "cgroup-oom")
+            .unwrap();
+        assert!(oom
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("not the gunicorn workers"));
     }
 
     #[test]
