@@ -11,6 +11,7 @@ pub mod classify;
 mod cleanup;
 pub mod health;
 mod job;
+mod kmsg;
 mod notify;
 mod output;
 pub mod procfs;

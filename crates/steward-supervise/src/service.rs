@@ -609,12 +609,14 @@ impl Runner {
         let explain = if class.is_failure() && class != ExitClass::Stopped {
             // Give the log pump a moment to write the last of the output.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let tail = self
+            let mut text = self
                 .logs
                 .lock()
                 .map(|l| l.tail(EXPLAIN_TAIL))
                 .unwrap_or_default();
-            steward_explain::explain_text(&tail).one_line()
+            // The kernel's view of the same minutes: an OOM kill, a segfault in libcuda, an Xid.
+            text.extend(crate::kmsg::recent(ran + Duration::from_secs(5)));
+            steward_explain::explain_text(&text).one_line()
         } else {
             None
         };

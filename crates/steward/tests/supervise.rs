@@ -31,6 +31,14 @@ restart = "never"
     );
     let exits = agent.events_of("hog", "exited");
     assert_eq!(exits.last().unwrap()["class"], "oom_killed");
+    // Where the kernel log is readable, explain sees the kernel's own OOM line.
+    if std::fs::File::open("/dev/kmsg").is_ok() {
+        let why = exits.last().unwrap()["explain"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(why.starts_with("cgroup-oom: "), "{why}");
+    }
 }
 
 #[test]

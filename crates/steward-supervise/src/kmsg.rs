@@ -1,0 +1,57 @@
+//! The kernel's log, when this process may read it (`/dev/kmsg`, root): the recent lines
+//! an `explain` of a crash should see beside the process's own output (the OOM killer, a
+//! libcuda segfault, an Xid).
+
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Most kernel lines handed to `explain`.
+const MAX_LINES: usize = 400;
+
+/// Kernel log lines from the last `within` (by the kernel's own clock), as `kernel: …`.
+/// Empty when `/dev/kmsg` cannot be read.
+pub fn recent(within: std::time::Duration) -> Vec<u8> {
+    let uptime_us = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0, |s| (s * 1e6) as u64);
+    let since = uptime_us.saturating_sub(within.as_micros() as u64);
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+    else {
+        return Vec::new();
+    };
+    let mut lines: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut buf = vec![0u8; 8192];
+    // Each read returns one record: "prio,seq,usec,flags;message\n"; EAGAIN at the end.
+    for _ in 0..100_000 {
+        match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let rec = String::from_utf8_lossy(&buf[..n]);
+                let Some((head, msg)) = rec.split_once(';') else {
+                    continue;
+                };
+                let ts: u64 = head
+                    .split(',')
+                    .nth(2)
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0);
+                if ts >= since {
+                    lines.push_back(format!("kernel: {}", msg.lines().next().unwrap_or("")));
+                    if lines.len() > MAX_LINES {
+                        lines.pop_front();
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for l in lines {
+        out.extend_from_slice(l.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
