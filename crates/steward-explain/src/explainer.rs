@@ -164,11 +164,12 @@ impl Explainer {
                 .entry(sig.category.clone())
                 .or_default()
                 .extend(hit.pids.iter().copied());
-            let detail =
-                crate::xid::code_in(&hit.line).map(|code| match crate::xid::meaning(code) {
+            let detail = crate::xid::code_in(&hit.line)
+                .map(|code| match crate::xid::meaning(code) {
                     Some((what, action)) => format!("Xid {code}: {what}; {action}"),
                     None => format!("Xid {code}: see NVIDIA's Xid catalogue"),
-                });
+                })
+                .or_else(|| fragmentation(&hit.line));
             findings.push(Finding {
                 id: sig.id.clone(),
                 category: sig.category.clone(),
@@ -245,6 +246,21 @@ impl Explainer {
     }
 }
 
+/// PyTorch's allocator hint, turned into a suggestion with its numbers: memory reserved
+/// but unallocated is fragmentation, which expandable segments fix.
+fn fragmentation(line: &str) -> Option<String> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r"([\d.]+ [KMGT]iB) is allocated by PyTorch, and ([\d.]+ [KMGT]iB) is reserved by PyTorch but unallocated")
+            .expect("valid")
+    });
+    let c = re.captures(line)?;
+    Some(format!(
+        "PyTorch holds {} reserved but unallocated beside {} in use: fragmentation. Set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (steward's cuda_env = \"default\" does) before lowering the batch",
+        &c[2], &c[1]
+    ))
+}
+
 /// Explains a whole text at once.
 pub fn explain_text(text: &[u8]) -> Report {
     let mut e = Explainer::new();
@@ -309,6 +325,16 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("not the gunicorn workers"));
+    }
+
+    #[test]
+    fn the_allocator_hint_becomes_a_suggestion_with_numbers() {
+        let r = explain_text(b"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB of which 1.12 GiB is free. Of the allocated memory 70.31 GiB is allocated by PyTorch, and 6.92 GiB is reserved by PyTorch but unallocated.\n");
+        let d = r.top().unwrap().detail.clone().unwrap();
+        assert!(
+            d.contains("6.92 GiB reserved but unallocated beside 70.31 GiB"),
+            "{d}"
+        );
     }
 
     #[test]
