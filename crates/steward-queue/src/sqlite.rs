@@ -15,7 +15,14 @@ use steward_config::Backoff;
 
 /// Each transition runs on the writer's connection and hands back how to reply.
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Op = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+type Run = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+/// One transition for the writer. A transition of a single statement is atomic by itself
+/// and skips its savepoint (two statements less per job on the hot path).
+struct Op {
+    run: Run,
+    single_statement: bool,
+}
 
 /// Most transitions folded into one commit.
 const GROUP_MAX: usize = 512;
@@ -149,8 +156,24 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<R, QueueError> + Send + 'static,
     ) -> Result<R, QueueError> {
+        self.submit(f, false)
+    }
+
+    /// [`Self::write`] for a transition that is one SQL statement.
+    fn write_single<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, QueueError> + Send + 'static,
+    ) -> Result<R, QueueError> {
+        self.submit(f, true)
+    }
+
+    fn submit<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, QueueError> + Send + 'static,
+        single_statement: bool,
+    ) -> Result<R, QueueError> {
         let (tx, rx) = mpsc::sync_channel::<Result<R, QueueError>>(1);
-        let op: Op = Box::new(move |conn| {
+        let run: Run = Box::new(move |conn| {
             let result = f(conn);
             let failed = result.is_err();
             let reply: Reply = Box::new(move |committed: Result<(), String>| {
@@ -162,7 +185,12 @@ impl SqliteStore {
             });
             (failed, reply)
         });
-        self.writer.send(op).map_err(|_| QueueError::WriterGone)?;
+        self.writer
+            .send(Op {
+                run,
+                single_statement,
+            })
+            .map_err(|_| QueueError::WriterGone)?;
         rx.recv().map_err(|_| QueueError::WriterGone)?
     }
 
@@ -285,15 +313,20 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Op>) {
         let begun = conn.execute_batch("BEGIN IMMEDIATE");
         if let Err(e) = begun {
             for op in batch {
-                let (_, reply) = op(&conn);
+                let (_, reply) = (op.run)(&conn);
                 reply(Err(e.to_string()));
             }
             continue;
         }
         for op in batch {
+            if op.single_statement {
+                let (_, reply) = (op.run)(&conn);
+                replies.push(reply);
+                continue;
+            }
             // Cached statements: parsing SAVEPOINT/RELEASE for every job is measurable.
             let _ = run_cached(&conn, "SAVEPOINT op");
-            let (failed, reply) = op(&conn);
+            let (failed, reply) = (op.run)(&conn);
             if failed {
                 let _ = run_cached(&conn, "ROLLBACK TO op");
             }
@@ -464,7 +497,7 @@ impl JobStore for SqliteStore {
 
     fn lease(&self, queue: &str, owner: &str, ttl_ms: i64) -> Result<Option<Job>, QueueError> {
         let (queue, owner) = (queue.to_string(), owner.to_string());
-        self.write(move |c| lease_in(c, &queue, &owner, ttl_ms))
+        self.write_single(move |c| lease_in(c, &queue, &owner, ttl_ms))
     }
 
     fn heartbeat(&self, id: i64, owner: &str, ttl_ms: i64) -> Result<bool, QueueError> {
@@ -497,7 +530,7 @@ impl JobStore for SqliteStore {
 
     fn complete(&self, id: i64, owner: &str) -> Result<bool, QueueError> {
         let owner = owner.to_string();
-        self.write(move |c| complete_in(c, id, &owner))
+        self.write_single(move |c| complete_in(c, id, &owner))
     }
 
     fn fail(
