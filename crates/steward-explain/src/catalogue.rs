@@ -40,6 +40,8 @@ pub struct Catalogue {
     pub(crate) set: RegexSet,
     /// For each entry of `set`: the signature it belongs to, and whether it is a `near`.
     pub(crate) owner: Vec<(usize, bool)>,
+    /// Index in `set` of each signature's first pattern (its most telling one).
+    pub(crate) first_pattern: Vec<usize>,
     /// The generic "looks like an error" test for unrecognised lines.
     pub(crate) errorish: Regex,
 }
@@ -58,7 +60,9 @@ impl Catalogue {
         let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
         let mut patterns = Vec::new();
         let mut owner = Vec::new();
+        let mut first_pattern = Vec::new();
         for (i, s) in file.signature.iter().enumerate() {
+            first_pattern.push(patterns.len());
             for p in &s.patterns {
                 patterns.push(p.clone());
                 owner.push((i, false));
@@ -78,6 +82,7 @@ impl Catalogue {
             signatures: file.signature,
             set,
             owner,
+            first_pattern,
             errorish,
         })
     }

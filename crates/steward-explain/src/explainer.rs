@@ -14,8 +14,10 @@ pub struct Finding {
     pub confidence: f64,
     /// Severity x confidence, halved for a symptom when a cause was also found; 0 for noise.
     pub score: f64,
-    /// 1-based number of the first matching line.
+    /// 1-based number of the line shown (the most telling match).
     pub line_no: usize,
+    /// 1-based number of the first matching line: ties are ranked by it.
+    pub first_line: usize,
     pub line: String,
     pub count: usize,
     pub explanation: String,
@@ -52,6 +54,10 @@ impl Report {
 
 struct Hit {
     first: usize,
+    /// The line shown: the one matching the signature's most telling pattern (its first
+    /// listed), not a call-trace frame that happened to come first.
+    shown_no: usize,
+    shown_rank: usize,
     line: String,
     count: usize,
     lines: Vec<usize>,
@@ -122,14 +128,22 @@ impl Explainer {
                 continue;
             }
             let pid = pid_in(&line);
+            let rank = idx - self.cat.first_pattern[sig];
             let hit = self.hits[sig].get_or_insert_with(|| Hit {
                 first: self.n,
+                shown_no: self.n,
+                shown_rank: rank,
                 line: line.chars().take(1000).collect(),
                 count: 0,
                 lines: Vec::new(),
                 pids: Default::default(),
             });
             hit.count += 1;
+            if rank < hit.shown_rank {
+                hit.shown_rank = rank;
+                hit.shown_no = self.n;
+                hit.line = line.chars().take(1000).collect();
+            }
             if hit.lines.len() < KEEP_LINES {
                 hit.lines.push(self.n);
             }
@@ -180,7 +194,8 @@ impl Explainer {
                 } else {
                     f64::from(sig.severity) * sig.confidence
                 },
-                line_no: hit.first,
+                line_no: hit.shown_no,
+                first_line: hit.first,
                 line: hit.line,
                 count: hit.count,
                 explanation: sig.explanation.clone(),
@@ -236,7 +251,7 @@ impl Explainer {
             a.noise
                 .cmp(&b.noise)
                 .then(b.score.total_cmp(&a.score))
-                .then(a.line_no.cmp(&b.line_no))
+                .then(a.first_line.cmp(&b.first_line))
         });
         Report {
             lines: self.n,

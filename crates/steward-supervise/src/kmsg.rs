@@ -8,9 +8,17 @@ use std::os::unix::fs::OpenOptionsExt;
 /// Most kernel lines handed to `explain`.
 const MAX_LINES: usize = 400;
 
-/// Kernel log lines from the last `within` (by the kernel's own clock), as `kernel: …`.
-/// Empty when `/dev/kmsg` cannot be read.
-pub fn recent(within: std::time::Duration) -> Vec<u8> {
+/// Kernel log lines from the last `within` (by the kernel's own clock) that are about this
+/// process or its cgroup (`pid`, or `group` such as `steward-<id>/web`), as `kernel: …`:
+/// a neighbour's OOM in the same minutes is not this service's cause. Empty when
+/// `/dev/kmsg` cannot be read.
+pub fn recent(within: std::time::Duration, pid: i32, group: &str) -> Vec<u8> {
+    let about = |msg: &str| -> bool {
+        msg.contains(group)
+            || msg
+                .split(|c: char| !c.is_ascii_digit())
+                .any(|n| n.parse::<i32>() == Ok(pid))
+    };
     let uptime_us = std::fs::read_to_string("/proc/uptime")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
@@ -39,7 +47,7 @@ pub fn recent(within: std::time::Duration) -> Vec<u8> {
                     .nth(2)
                     .and_then(|t| t.parse().ok())
                     .unwrap_or(0);
-                if ts >= since {
+                if ts >= since && about(msg) {
                     lines.push_back(format!("kernel: {}", msg.lines().next().unwrap_or("")));
                     if lines.len() > MAX_LINES {
                         lines.pop_front();

@@ -615,7 +615,12 @@ impl Runner {
                 .map(|l| l.tail(EXPLAIN_TAIL))
                 .unwrap_or_default();
             // The kernel's view of the same minutes: an OOM kill, a segfault in libcuda, an Xid.
-            text.extend(crate::kmsg::recent(ran + Duration::from_secs(5)));
+            let group = format!("steward-{}/{}", self.ctx.agent_id, self.inst.name);
+            text.extend(crate::kmsg::recent(
+                ran + Duration::from_secs(5),
+                pid,
+                &group,
+            ));
             steward_explain::explain_text(&text).one_line()
         } else {
             None
