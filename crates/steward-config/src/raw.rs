@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub services: BTreeMap<String, RawService>,
     #[serde(default)]
     pub pipelines: BTreeMap<String, crate::pipeline::RawPipeline>,
+    pub gateway: Option<crate::gateway::RawGateway>,
 }
 
 #[derive(Debug, Deserialize, Default)]

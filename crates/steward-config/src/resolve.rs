@@ -24,6 +24,7 @@ pub struct Config {
     pub reserve_memory: Option<ByteSize>,
     pub services: BTreeMap<String, Service>,
     pub pipelines: BTreeMap<String, crate::Pipeline>,
+    pub gateway: Option<crate::Gateway>,
 }
 
 impl Config {
@@ -226,6 +227,10 @@ pub fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Config
         reserve_memory: raw.reserve_memory,
         services,
         pipelines,
+        gateway: raw
+            .gateway
+            .map(|g| crate::gateway::resolve(&ctx, g))
+            .transpose()?,
     })
 }
 

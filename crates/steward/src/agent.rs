@@ -52,6 +52,58 @@ pub fn preflight(
     Ok(plan.instances)
 }
 
+/// Starts the [gateway] when the config has one; it stops when `shutdown` turns true.
+async fn start_gateway(
+    config: &Config,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(g) = &config.gateway else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(&g.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "{}: gateway.listen = {:?}: cannot listen there",
+                config.path.display(),
+                g.listen
+            )
+        })?;
+    tracing::info!("gateway listening on http://{}", listener.local_addr()?);
+    let state = steward_gateway::GatewayState::new(g.clone());
+    Ok(Some(tokio::spawn(steward_gateway::serve(
+        listener, state, shutdown,
+    ))))
+}
+
+/// `steward gateway`: only the gateway, in the foreground, until SIGINT or SIGTERM.
+pub fn run_gateway_only(config: Config) -> Result<()> {
+    if config.gateway.is_none() {
+        bail!("{} has no [gateway] section", config.path.display());
+    }
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let handle = start_gateway(&config, rx).await?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = tx.send(true);
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+        Ok(())
+    })
+}
+
 /// A stable id per state dir: it names this agent's cgroups, so that a new agent finds
 /// and kills what a crashed one left behind, and two agents never share groups.
 fn agent_id(state_dir: &Path) -> String {
@@ -167,6 +219,7 @@ async fn agent_main(
 
     supervisor.start_all();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let gateway = start_gateway(&config, shutdown_rx.clone()).await?;
     let mut pipelines = crate::pipelines::start(
         &config,
         &ctx,
@@ -211,6 +264,9 @@ async fn agent_main(
     }
 
     let _ = shutdown_tx.send(true);
+    if let Some(g) = gateway {
+        let _ = g.await;
+    }
     let outcome = pipelines.finish().await;
     supervisor.stop_all().await;
     cgroups.cleanup();

@@ -91,6 +91,11 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         sysroot: Option<PathBuf>,
     },
+    /// Run only the config's [gateway] in the foreground (`up` runs it beside the services).
+    Gateway {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Stop every service, then the agent.
     Down {
         #[command(flatten)]

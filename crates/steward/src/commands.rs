@@ -47,6 +47,10 @@ pub fn run(command: Command) -> Result<ExitCode> {
                 agent::run_foreground(config, sysroot.as_deref(), force, agent::Until::Drained)?;
             return Ok(print_run_summary(&outcome));
         }
+        Command::Gateway { target } => {
+            let config = steward_config::load(&target.file)?;
+            agent::run_gateway_only(config)?;
+        }
         Command::Host { node } => return crate::report::host(&node),
         Command::Plan { node } => return crate::report::plan(&node),
         Command::Doctor { node, no_dns } => return crate::report::doctor(&node, no_dns),

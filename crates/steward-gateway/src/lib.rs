@@ -1,0 +1,13 @@
+//! The gateway: an OpenAI-compatible HTTP front for inference backends (seeds 001, 003).
+//! A request is routed by its `model`, tried on the route's backends by priority, and
+//! never waits longer than its timeouts: `connect`, `first_byte` (to the response head),
+//! `idle` (between stream chunks) and `total`. A connect error, a 5xx, a 429 or a
+//! first-byte timeout moves it to the next backend while nothing has reached the client;
+//! after that, a failure ends a stream with an SSE error event, never a silent hang.
+//! Streams pass through chunk by chunk; a client that leaves cancels the upstream request.
+
+mod body;
+mod errors;
+mod proxy;
+
+pub use proxy::{serve, GatewayState};
