@@ -381,3 +381,62 @@ async fn a_saturated_route_answers_503_with_retry_after() {
     let (s, _, _) = first.await.unwrap();
     assert_eq!(s, 502, "the hanging backend is given up after first_byte");
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_cancels_the_upstream_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let flag = cancelled.clone();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
+            let flag = flag.clone();
+            async move {
+                let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+                tokio::spawn(async move {
+                    // A long generation, one token every 50 ms.
+                    for i in 0..200 {
+                        if tx
+                            .send(Ok(Frame::data(Bytes::from(format!("data: {i}\n\n")))))
+                            .await
+                            .is_err()
+                        {
+                            flag.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                });
+                Ok::<_, Infallible>(Response::new(ReceiverStream(rx)))
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+            .await;
+    });
+    let (gw, _stop) = gateway(&format!(
+        "[gateway]\n[[gateway.routes]]\nmodel = \"chat\"\nbackends = [{{ url = \"{url}\" }}]\n"
+    ))
+    .await;
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = Request::post(format!("{gw}/v1/chat/completions"))
+        .body(Full::new(Bytes::from(
+            serde_json::json!({ "model": "chat", "stream": true }).to_string(),
+        )))
+        .unwrap();
+    let mut body = client.request(req).await.unwrap().into_body();
+    let _ = body.frame().await;
+    drop(body);
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cancelled.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the backend kept generating for a client that left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
