@@ -8,6 +8,7 @@
 
 mod body;
 mod errors;
+mod health;
 mod proxy;
 
 pub use proxy::{serve, GatewayState};

@@ -2,6 +2,7 @@
 
 use crate::body::ChannelBody;
 use crate::errors::{error, full, sse_error, Body};
+use crate::health::{Health, Probe};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
@@ -21,6 +22,7 @@ pub struct GatewayState {
     cfg: Gateway,
     client: Client<HttpConnector, Full<Bytes>>,
     in_flight: HashMap<String, Arc<AtomicU32>>,
+    health: HashMap<String, Arc<Health>>,
 }
 
 impl GatewayState {
@@ -42,11 +44,49 @@ impl GatewayState {
             .flat_map(|r| &r.backends)
             .map(|b| (b.url.clone(), Arc::new(AtomicU32::new(0))))
             .collect();
+        let health = cfg
+            .routes
+            .iter()
+            .flat_map(|r| &r.backends)
+            .map(|b| (b.url.clone(), Arc::new(Health::default())))
+            .collect();
         Arc::new(GatewayState {
             cfg,
             client,
             in_flight,
+            health,
         })
+    }
+
+    fn health_of(&self, url: &str) -> Arc<Health> {
+        self.health.get(url).cloned().unwrap_or_default()
+    }
+
+    /// Probes every backend's `/health` every `every`, until `shutdown`.
+    pub async fn probe_loop(self: Arc<Self>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            for (url, health) in &self.health {
+                let req = Request::get(format!("{url}/health")).body(Full::new(Bytes::new()));
+                let Ok(req) = req else { continue };
+                let probe =
+                    match tokio::time::timeout(Duration::from_secs(2), self.client.request(req))
+                        .await
+                    {
+                        Ok(Ok(r)) if r.status().is_success() => Probe::Up,
+                        Ok(Ok(r)) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                            Probe::Loading
+                        }
+                        // A server without /health is alive; passive ejection still guards it.
+                        Ok(Ok(r)) if r.status() == StatusCode::NOT_FOUND => Probe::Up,
+                        _ => Probe::Down,
+                    };
+                health.probed(probe);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 }
 
@@ -56,6 +96,7 @@ pub async fn serve(
     state: Arc<GatewayState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    tokio::spawn(state.clone().probe_loop(PROBE_EVERY, shutdown.clone()));
     loop {
         let stream = tokio::select! {
             a = listener.accept() => match a { Ok((s, _)) => s, Err(_) => continue },
@@ -78,6 +119,9 @@ pub async fn serve(
         });
     }
 }
+
+/// How often each backend's /health is probed.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
 
 const COMPLETIONS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
 
@@ -111,7 +155,32 @@ async fn handle(state: &GatewayState, req: Request<Incoming>) -> Response<Body> 
                 serde_json::json!({ "object": "list", "data": data }),
             )
         }
-        (&Method::GET, "/health") => json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
+        (&Method::GET, "/health") => {
+            // 200 only when every route has a backend to go to.
+            let mut down = Vec::new();
+            let mut ok = true;
+            for r in &state.cfg.routes {
+                let mut any = false;
+                for b in &r.backends {
+                    let h = state.health_of(&b.url);
+                    if h.routable() {
+                        any = true;
+                    } else {
+                        down.push(serde_json::json!({ "route": r.model, "backend": b.url, "state": h.describe() }));
+                    }
+                }
+                ok &= any;
+            }
+            let status = if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json(
+                status,
+                serde_json::json!({ "status": if ok { "ok" } else { "degraded" }, "down": down }),
+            )
+        }
         (&Method::POST, p) if COMPLETIONS.contains(&p) => forward(state, req, &path).await,
         (_, p) if COMPLETIONS.contains(&p) => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -192,8 +261,10 @@ async fn forward(state: &GatewayState, req: Request<Incoming>, path: &str) -> Re
 
     // By priority; within a priority, fewest requests in flight first.
     let mut order: Vec<&Backend> = route.backends.iter().collect();
+    // Healthy backends first; an ejected or down one only when nothing else is left.
     order.sort_by_key(|b| {
         (
+            !state.health_of(&b.url).routable(),
             b.priority,
             state
                 .in_flight
@@ -232,9 +303,15 @@ async fn forward(state: &GatewayState, req: Request<Incoming>, path: &str) -> Re
         )
         .await;
         match out {
-            Ok(resp) => return resp,
+            Ok(resp) => {
+                state.health_of(&backend.url).success();
+                return resp;
+            }
             Err(why) => {
                 counter.fetch_sub(1, Ordering::Relaxed);
+                let refused =
+                    why.contains("Connection refused") || why.contains("tcp connect error");
+                state.health_of(&backend.url).failure(refused);
                 tracing::info!(
                     "gateway: {model} via {}: {why}; trying the next backend",
                     backend.url
@@ -295,7 +372,7 @@ async fn try_backend(
                 backend.timeouts.first_byte.0
             ))
         }
-        Ok(Err(e)) => return Err(format!("{e}")),
+        Ok(Err(e)) => return Err(chain(&e)),
         Ok(Ok(r)) => r,
     };
     let status = resp.status();
@@ -346,4 +423,16 @@ async fn try_backend(
     builder
         .body(ChannelBody(rx).boxed())
         .map_err(|e| e.to_string())
+}
+
+/// An error and its causes on one line ("client error (Connect): tcp connect error: …").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }

@@ -440,3 +440,71 @@ async fn a_client_that_leaves_cancels_the_upstream_request() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_killed_primary_is_ejected_and_traffic_returns_once_its_probe_passes() {
+    // The primary's port, held free for it to come back on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let primary = format!("http://127.0.0.1:{port}");
+    let secondary = backend(Mode::Ok, "secondary").await;
+    let (gw, _stop) = gateway(&format!(
+        "[gateway]\n[[gateway.routes]]\nmodel = \"chat\"\nbackends = [{{ url = \"{primary}\", priority = 1 }}, {{ url = \"{secondary}\", priority = 2 }}]\n"
+    ))
+    .await;
+    // Primary down: every request is served by the secondary, none fails.
+    for _ in 0..5 {
+        let (s, body, _) = post(&gw, serde_json::json!({ "model": "chat" }), None).await;
+        assert_eq!(s, 200);
+        assert!(body.contains("secondary"), "{body}");
+    }
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let health = client
+        .request(
+            Request::get(format!("{gw}/health"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&health.into_body().collect().await.unwrap().to_bytes())
+        .into_owned();
+    assert!(
+        text.contains(&primary),
+        "the down backend is listed: {text}"
+    );
+
+    // The primary comes back on its port; once a probe passes, traffic returns to it.
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
+                        "{\"backend\":\"primary\"}",
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (s, body, _) = post(&gw, serde_json::json!({ "model": "chat" }), None).await;
+        assert_eq!(s, 200);
+        if body.contains("primary") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "traffic never returned to the primary"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

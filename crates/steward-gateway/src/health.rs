@@ -1,0 +1,93 @@
+//! Backend health: active probes (`GET /health`: 200 up, 503 loading, anything else
+//! down) and passive ejection (consecutive failures put a backend in a cooldown that
+//! doubles each time; a refused connection ejects at once). A backend comes back when a
+//! probe passes.
+
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Failures in a row that eject a backend.
+pub const EJECT_AFTER: u32 = 3;
+const FIRST_COOLDOWN: Duration = Duration::from_secs(1);
+const MAX_COOLDOWN: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    Up,
+    /// 503: alive but loading its model; not routed to.
+    Loading,
+    Down,
+}
+
+#[derive(Debug)]
+struct State {
+    failures: u32,
+    ejected_until: Option<Instant>,
+    cooldown: Duration,
+    probe: Probe,
+}
+
+#[derive(Debug)]
+pub struct Health(Mutex<State>);
+
+impl Default for Health {
+    fn default() -> Self {
+        Health(Mutex::new(State {
+            failures: 0,
+            ejected_until: None,
+            cooldown: FIRST_COOLDOWN,
+            probe: Probe::Up,
+        }))
+    }
+}
+
+impl Health {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether requests may go to this backend now.
+    pub fn routable(&self) -> bool {
+        let s = self.lock();
+        s.probe == Probe::Up && s.ejected_until.is_none_or(|t| Instant::now() >= t)
+    }
+
+    pub fn success(&self) {
+        let mut s = self.lock();
+        s.failures = 0;
+        s.cooldown = FIRST_COOLDOWN;
+        s.ejected_until = None;
+    }
+
+    /// A failed try; `refused` (nothing listens) ejects at once.
+    pub fn failure(&self, refused: bool) {
+        let mut s = self.lock();
+        s.failures += 1;
+        if refused || s.failures >= EJECT_AFTER {
+            s.ejected_until = Some(Instant::now() + s.cooldown);
+            s.cooldown = (s.cooldown * 2).min(MAX_COOLDOWN);
+            s.failures = 0;
+        }
+    }
+
+    /// A probe's answer. A passing probe ends an ejection early.
+    pub fn probed(&self, p: Probe) {
+        let mut s = self.lock();
+        s.probe = p;
+        if p == Probe::Up {
+            s.ejected_until = None;
+            s.cooldown = FIRST_COOLDOWN;
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        let s = self.lock();
+        match (s.probe, s.ejected_until.is_some_and(|t| Instant::now() < t)) {
+            (Probe::Up, false) => "up",
+            (Probe::Up, true) => "ejected",
+            (Probe::Loading, _) => "loading",
+            (Probe::Down, _) => "down",
+        }
+    }
+}
