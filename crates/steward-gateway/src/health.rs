@@ -71,6 +71,13 @@ impl Health {
         }
     }
 
+    /// Keeps requests away for `wait` (a 429's Retry-After).
+    pub fn hold_off(&self, wait: Duration) {
+        let mut s = self.lock();
+        let until = Instant::now() + wait;
+        s.ejected_until = Some(s.ejected_until.map_or(until, |t| t.max(until)));
+    }
+
     /// A probe's answer. A passing probe ends an ejection early.
     pub fn probed(&self, p: Probe) {
         let mut s = self.lock();

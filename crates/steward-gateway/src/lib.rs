@@ -7,6 +7,7 @@
 //! Streams pass through chunk by chunk; a client that leaves cancels the upstream request.
 
 mod body;
+mod budget;
 mod errors;
 mod health;
 mod proxy;

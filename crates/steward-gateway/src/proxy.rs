@@ -23,6 +23,7 @@ pub struct GatewayState {
     client: Client<HttpConnector, Full<Bytes>>,
     in_flight: HashMap<String, Arc<AtomicU32>>,
     health: HashMap<String, Arc<Health>>,
+    budget: crate::budget::RetryBudget,
 }
 
 impl GatewayState {
@@ -55,6 +56,7 @@ impl GatewayState {
             client,
             in_flight,
             health,
+            budget: crate::budget::RetryBudget::new(0.2, 10, Duration::from_secs(10)),
         })
     }
 
@@ -272,6 +274,7 @@ async fn forward(state: &GatewayState, req: Request<Incoming>, path: &str) -> Re
                 .map_or(0, |c| c.load(Ordering::Relaxed)),
         )
     });
+    state.budget.request();
     let mut failures = Vec::new();
     let mut saturated = 0;
     for backend in order {
@@ -288,6 +291,12 @@ async fn forward(state: &GatewayState, req: Request<Incoming>, path: &str) -> Re
             continue;
         }
         if Instant::now() >= deadline {
+            break;
+        }
+        // A retry (any try after the first) needs the budget's leave, so a failing
+        // backend cannot double the load on the others.
+        if !failures.is_empty() && !state.budget.allow_retry() {
+            failures.push("retry budget spent (at most 20% of requests are retried)".into());
             break;
         }
         counter.fetch_add(1, Ordering::Relaxed);
@@ -376,7 +385,20 @@ async fn try_backend(
         Ok(Ok(r)) => r,
     };
     let status = resp.status();
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        // Honour Retry-After: no request goes there before it has passed.
+        let wait = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(Duration::from_secs(1), Duration::from_secs);
+        state
+            .health_of(&backend.url)
+            .hold_off(wait.min(Duration::from_secs(300)));
+        return Err(format!("answered {status} (retry after {wait:?})"));
+    }
+    if status.is_server_error() {
         return Err(format!("answered {status}"));
     }
     let content_type = resp.headers().get("content-type").cloned();
