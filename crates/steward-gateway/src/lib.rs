@@ -10,6 +10,7 @@ mod body;
 mod budget;
 mod errors;
 mod health;
+mod metrics;
 mod proxy;
 
 pub use proxy::{serve, GatewayState};

@@ -24,6 +24,7 @@ pub struct GatewayState {
     in_flight: HashMap<String, Arc<AtomicU32>>,
     health: HashMap<String, Arc<Health>>,
     budget: crate::budget::RetryBudget,
+    metrics: crate::metrics::Metrics,
 }
 
 impl GatewayState {
@@ -57,6 +58,7 @@ impl GatewayState {
             in_flight,
             health,
             budget: crate::budget::RetryBudget::new(0.2, 10, Duration::from_secs(10)),
+            metrics: crate::metrics::Metrics::new(),
         })
     }
 
@@ -83,6 +85,12 @@ impl GatewayState {
                         _ => Probe::Down,
                     };
                 health.probed(probe);
+                self.metrics
+                    .backend_up
+                    .get_or_create(&crate::metrics::BackendLabel {
+                        backend: url.clone(),
+                    })
+                    .set(i64::from(health.routable()));
             }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -145,6 +153,13 @@ async fn handle(state: &GatewayState, req: Request<Incoming>) -> Response<Body> 
         }
     }
     match (req.method(), path.as_str()) {
+        (&Method::GET, "/metrics") => Response::builder()
+            .header(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+            .body(full(state.metrics.encode()))
+            .unwrap_or_else(|_| Response::new(full(""))),
         (&Method::GET, "/v1/models") => {
             let data: Vec<_> = state
                 .cfg
@@ -314,6 +329,20 @@ async fn forward(state: &GatewayState, req: Request<Incoming>, path: &str) -> Re
         match out {
             Ok(resp) => {
                 state.health_of(&backend.url).success();
+                state
+                    .metrics
+                    .requests
+                    .get_or_create(&outcome(&model, &backend.url, "ok"))
+                    .inc();
+                if !failures.is_empty() {
+                    state
+                        .metrics
+                        .failovers
+                        .get_or_create(&crate::metrics::RouteLabel {
+                            route: model.clone(),
+                        })
+                        .inc();
+                }
                 return resp;
             }
             Err(why) => {
@@ -321,6 +350,11 @@ async fn forward(state: &GatewayState, req: Request<Incoming>, path: &str) -> Re
                 let refused =
                     why.contains("Connection refused") || why.contains("tcp connect error");
                 state.health_of(&backend.url).failure(refused);
+                state
+                    .metrics
+                    .requests
+                    .get_or_create(&outcome(&model, &backend.url, "failed_over"))
+                    .inc();
                 tracing::info!(
                     "gateway: {model} via {}: {why}; trying the next backend",
                     backend.url
@@ -373,7 +407,8 @@ async fn try_backend(
         .header("content-type", "application/json")
         .body(Full::new(bytes))
         .map_err(|e| e.to_string())?;
-    let head_by = deadline.min(Instant::now() + backend.timeouts.first_byte.0);
+    let started = Instant::now();
+    let head_by = deadline.min(started + backend.timeouts.first_byte.0);
     let resp = match tokio::time::timeout_at(head_by, state.client.request(req)).await {
         Err(_) => {
             return Err(format!(
@@ -385,6 +420,13 @@ async fn try_backend(
         Ok(Ok(r)) => r,
     };
     let status = resp.status();
+    state
+        .metrics
+        .first_byte
+        .get_or_create(&crate::metrics::RouteLabel {
+            route: parsed["model"].as_str().unwrap_or("").to_string(),
+        })
+        .observe(started.elapsed().as_secs_f64());
     if status == StatusCode::TOO_MANY_REQUESTS {
         // Honour Retry-After: no request goes there before it has passed.
         let wait = resp
@@ -457,4 +499,12 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     out
+}
+
+fn outcome(route: &str, backend: &str, outcome: &str) -> crate::metrics::Outcome {
+    crate::metrics::Outcome {
+        route: route.to_string(),
+        backend: backend.to_string(),
+        outcome: outcome.to_string(),
+    }
 }

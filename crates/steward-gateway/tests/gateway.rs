@@ -181,6 +181,23 @@ async fn a_dead_primary_fails_over_with_no_client_error() {
             "the model name is rewritten for that backend"
         );
     }
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let m = client
+        .request(
+            Request::get(format!("{gw}/metrics"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&m.into_body().collect().await.unwrap().to_bytes()).into_owned();
+    let ok_line = format!("steward_gateway_requests_total{{route=\"chat\",backend=\"{secondary}\",outcome=\"ok\"}} 20");
+    assert!(text.contains(&ok_line), "{text}");
+    assert!(
+        text.contains("steward_gateway_first_byte_seconds_bucket"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -199,6 +216,21 @@ async fn a_hanging_primary_costs_only_its_first_byte_timeout() {
     assert!(
         took >= Duration::from_millis(300),
         "it did wait for the primary's first byte: {took:?}"
+    );
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let m = client
+        .request(
+            Request::get(format!("{gw}/metrics"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&m.into_body().collect().await.unwrap().to_bytes()).into_owned();
+    assert!(
+        text.contains("steward_gateway_failovers_total{route=\"chat\"} 1"),
+        "{text}"
     );
 }
 
