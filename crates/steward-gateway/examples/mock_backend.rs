@@ -16,7 +16,7 @@ async fn main() {
         .await
         .expect("bind");
     let body = Bytes::from_static(
-        br#"{"id":"cmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}"#,
+        br#"{"id":"cmpl-1","object":"chat.completion","created":1700000000,"model":"mock","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
     );
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -27,7 +27,12 @@ async fn main() {
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |_req| {
                 let body = body.clone();
-                async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
+                async move {
+                    let mut r = Response::new(Full::new(body));
+                    r.headers_mut()
+                        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+                    Ok::<_, Infallible>(r)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
