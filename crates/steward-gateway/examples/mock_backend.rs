@@ -29,8 +29,10 @@ async fn main() {
                 let body = body.clone();
                 async move {
                     let mut r = Response::new(Full::new(body));
-                    r.headers_mut()
-                        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+                    r.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static("application/json"),
+                    );
                     Ok::<_, Infallible>(r)
                 }
             });
