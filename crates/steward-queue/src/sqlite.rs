@@ -428,16 +428,21 @@ fn lease_in(
     owner: &str,
     ttl_ms: i64,
 ) -> Result<Option<Job>, QueueError> {
-    let now = now_ms();
-    Ok(c.prepare_cached(&format!(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?2, lease_expires_at = ?3,
+    // Built once: the statement cache is keyed by the SQL text, and this is the hot path.
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?2, lease_expires_at = ?3,
             started_at = ?4, updated_at = ?4, progress = NULL, progress_message = NULL
          WHERE id = (SELECT id FROM jobs WHERE queue = ?1 AND state IN ('pending','retrying') AND run_after <= ?4
                      ORDER BY priority DESC, id LIMIT 1)
          RETURNING {JOB_COLUMNS}"
-    ))?
-    .query_row(params![queue, owner, now + ttl_ms, now], job_from_row)
-    .optional()?)
+        )
+    });
+    let now = now_ms();
+    Ok(c.prepare_cached(sql)?
+        .query_row(params![queue, owner, now + ttl_ms, now], job_from_row)
+        .optional()?)
 }
 
 /// Marks `owner`'s lease of job `id` succeeded; false when the lease is not theirs.
