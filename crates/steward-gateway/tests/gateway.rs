@@ -152,6 +152,20 @@ async fn post(
     (status, text, t.elapsed())
 }
 
+/// GET `url`; the status and the body as text.
+async fn get(url: &str) -> (StatusCode, String) {
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let resp = client
+        .request(Request::get(url).body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    (
+        status,
+        String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned(),
+    )
+}
+
 fn dead_url() -> String {
     // A port that was free a moment ago: nothing listens there.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -181,17 +195,7 @@ async fn a_dead_primary_fails_over_with_no_client_error() {
             "the model name is rewritten for that backend"
         );
     }
-    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let m = client
-        .request(
-            Request::get(format!("{gw}/metrics"))
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&m.into_body().collect().await.unwrap().to_bytes()).into_owned();
+    let (_, text) = get(&format!("{gw}/metrics")).await;
     let ok_line = format!("steward_gateway_requests_total{{route=\"chat\",backend=\"{secondary}\",outcome=\"ok\"}} 20");
     assert!(text.contains(&ok_line), "{text}");
     assert!(
@@ -217,17 +221,7 @@ async fn a_hanging_primary_costs_only_its_first_byte_timeout() {
         took >= Duration::from_millis(300),
         "it did wait for the primary's first byte: {took:?}"
     );
-    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let m = client
-        .request(
-            Request::get(format!("{gw}/metrics"))
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&m.into_body().collect().await.unwrap().to_bytes()).into_owned();
+    let (_, text) = get(&format!("{gw}/metrics")).await;
     assert!(
         text.contains("steward_gateway_failovers_total{route=\"chat\"} 1"),
         "{text}"
@@ -493,17 +487,11 @@ async fn a_killed_primary_is_ejected_and_traffic_returns_once_its_probe_passes()
         assert_eq!(s, 200);
         assert!(body.contains("secondary"), "{body}");
     }
-    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let health = client
-        .request(
-            Request::get(format!("{gw}/health"))
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&health.into_body().collect().await.unwrap().to_bytes())
-        .into_owned();
+    let (status, text) = get(&format!("{gw}/health")).await;
+    assert_eq!(
+        status, 503,
+        "a route is down to its last backend? no: it has one; {text}"
+    );
     assert!(
         text.contains(&primary),
         "the down backend is listed: {text}"
