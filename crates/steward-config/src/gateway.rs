@@ -1,9 +1,11 @@
 //! `[gateway]`: an OpenAI-compatible front for inference backends, with priority
 //! failover and bounded timeouts.
 
+use crate::health::Probe;
 use crate::resolve::Ctx;
-use crate::{ByteSize, ConfigError, HumanDuration};
+use crate::{ByteSize, ConfigError, HumanDuration, Service};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
 #[serde(deny_unknown_fields)]
@@ -23,8 +25,28 @@ pub struct RawGateway {
     pub max_body: Option<ByteSize>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    pub queue_timeout: Option<HumanDuration>,
+    pub max_queue: Option<u32>,
+    pub retry_budget: Option<RawRetryBudget>,
+    #[serde(default)]
+    pub retries: RawRetries,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetryBudget {
+    pub ratio: Option<f64>,
+    pub min_retries: Option<u32>,
+    pub window: Option<HumanDuration>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    pub rounds: Option<u32>,
+    pub backoff: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +55,10 @@ pub struct RawRoute {
     pub model: String,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    pub queue_timeout: Option<HumanDuration>,
+    pub max_queue: Option<u32>,
+    #[serde(default)]
+    pub retries: RawRetries,
     pub backends: Vec<RawBackend>,
 }
 
@@ -78,19 +104,60 @@ pub struct Gateway {
     #[serde(skip)]
     pub api_keys: Vec<String>,
     pub max_body: ByteSize,
+    pub retry_budget: RetryBudget,
     pub routes: Vec<Route>,
+}
+
+/// Retries (tries after a request's first) may be at most `ratio` of the requests seen in
+/// the last `window`, plus `min_retries`, so that a failing backend cannot multiply the load
+/// on the others (a retry storm).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RetryBudget {
+    pub ratio: f64,
+    pub min_retries: u32,
+    pub window: HumanDuration,
+}
+
+/// How often a request goes round its backends, and the pause between rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Retries {
+    /// Passes over the route's backends; 1 means each backend is tried at most once.
+    pub rounds: u32,
+    /// The pause before the second round; it doubles each round (with jitter), and never
+    /// runs past the request's `total`.
+    pub backoff: HumanDuration,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Route {
     pub model: String,
+    /// How long a request waits for a free slot when every backend is at its
+    /// `max_concurrency`, before it gets 503 with Retry-After.
+    pub queue_timeout: HumanDuration,
+    /// Requests that may wait at once; the next one gets 503 at once.
+    pub max_queue: u32,
+    pub retries: Retries,
     pub backends: Vec<Backend>,
+}
+
+impl Route {
+    /// No request of this route outlives this: the longest `total` of its backends.
+    pub fn total(&self) -> std::time::Duration {
+        self.backends
+            .iter()
+            .map(|b| b.timeouts.total.0)
+            .max()
+            .unwrap_or(std::time::Duration::from_secs(600))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Backend {
     /// `http://host:port`, no trailing slash.
     pub url: String,
+    /// A steward service behind this URL: its health comes from the supervisor (running
+    /// and ready) instead of probes.
+    pub service: Option<String>,
     pub priority: u32,
     pub weight: u32,
     /// Rewrite the request's `model` to this.
@@ -99,7 +166,20 @@ pub struct Backend {
     pub timeouts: Timeouts,
 }
 
-pub(crate) fn resolve(ctx: &Ctx, raw: RawGateway) -> Result<Gateway, ConfigError> {
+/// Where a service listens, read from its http (or tcp) health check.
+fn service_url(svc: &Service) -> Option<String> {
+    match &svc.health.as_ref()?.probe {
+        Probe::Http { host, port, .. } => Some(format!("http://{host}:{port}")),
+        Probe::Tcp { address } => Some(format!("http://{address}")),
+        Probe::Exec { .. } => None,
+    }
+}
+
+pub(crate) fn resolve(
+    ctx: &Ctx,
+    raw: RawGateway,
+    services: &BTreeMap<String, Service>,
+) -> Result<Gateway, ConfigError> {
     let defaults = Timeouts {
         connect: HumanDuration::secs(2),
         first_byte: HumanDuration::secs(60),
@@ -107,6 +187,43 @@ pub(crate) fn resolve(ctx: &Ctx, raw: RawGateway) -> Result<Gateway, ConfigError
         total: HumanDuration::secs(600),
     }
     .over(raw.timeouts);
+    let queue_timeout = raw.queue_timeout.unwrap_or(HumanDuration::secs(2));
+    let max_queue = raw.max_queue.unwrap_or(256);
+    let retries = Retries {
+        rounds: raw.retries.rounds.unwrap_or(2),
+        backoff: raw
+            .retries
+            .backoff
+            .unwrap_or(HumanDuration(std::time::Duration::from_millis(100))),
+    };
+    let retry_budget = match raw.retry_budget {
+        None => RetryBudget {
+            ratio: 0.2,
+            min_retries: 10,
+            window: HumanDuration::secs(10),
+        },
+        Some(b) => {
+            let ratio = b.ratio.unwrap_or(0.2);
+            if !(0.0..=10.0).contains(&ratio) {
+                return Err(ctx.err(
+                    &["gateway", "retry_budget"],
+                    format!("ratio = {ratio}: give a fraction of requests, e.g. 0.2 for 20%"),
+                ));
+            }
+            let window = b.window.unwrap_or(HumanDuration::secs(10));
+            if window.0.is_zero() {
+                return Err(ctx.err(
+                    &["gateway", "retry_budget"],
+                    "window = 0: give a duration such as \"10s\"",
+                ));
+            }
+            RetryBudget {
+                ratio,
+                min_retries: b.min_retries.unwrap_or(10),
+                window,
+            }
+        }
+    };
     let mut keys = Vec::new();
     for k in raw.api_keys {
         match k.strip_prefix("env:") {
@@ -140,15 +257,32 @@ pub(crate) fn resolve(ctx: &Ctx, raw: RawGateway) -> Result<Gateway, ConfigError
         }
         let mut backends = Vec::new();
         for b in r.backends {
-            let url = match (b.url, b.service) {
-                (Some(u), None) => u,
-                (None, Some(s)) => {
+            if let Some(s) = &b.service {
+                if !services.contains_key(s) {
+                    let known: Vec<&str> = services.keys().map(String::as_str).collect();
                     return Err(ctx.err(
                         &["gateway", "routes"],
-                        format!("backend service = \"{s}\": service backends are not supported yet; give its url = \"http://127.0.0.1:PORT\""),
-                    ))
+                        format!(
+                            "backend service = \"{s}\": there is no such service (services: {})",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
                 }
-                _ => return Err(ctx.err(&["gateway", "routes"], format!("a backend of route \"{}\" needs a url", r.model))),
+            }
+            let url = match (b.url, &b.service) {
+                (Some(u), _) => u,
+                (None, Some(s)) => match service_url(&services[s]) {
+                    Some(u) => u,
+                    None => return Err(ctx.err(
+                        &["gateway", "routes"],
+                        format!("backend service = \"{s}\": its address cannot be read from its health check (it needs `http` or `tcp`); give the backend url = \"http://127.0.0.1:PORT\" too"),
+                    )),
+                },
+                (None, None) => return Err(ctx.err(&["gateway", "routes"], format!("a backend of route \"{}\" needs a url or a service", r.model))),
             };
             let Some(rest) = url.strip_prefix("http://") else {
                 return Err(ctx.err(
@@ -164,6 +298,7 @@ pub(crate) fn resolve(ctx: &Ctx, raw: RawGateway) -> Result<Gateway, ConfigError
             }
             backends.push(Backend {
                 url: url.trim_end_matches('/').to_string(),
+                service: b.service,
                 priority: b.priority.unwrap_or(1),
                 weight: b.weight.unwrap_or(1).max(1),
                 model: b.model,
@@ -172,8 +307,24 @@ pub(crate) fn resolve(ctx: &Ctx, raw: RawGateway) -> Result<Gateway, ConfigError
             });
         }
         backends.sort_by_key(|b| b.priority);
+        let rounds = r.retries.rounds.unwrap_or(retries.rounds);
+        if rounds == 0 {
+            return Err(ctx.err(
+                &["gateway", "routes"],
+                format!(
+                    "route \"{}\": retries.rounds = 0 would try nothing; 1 tries each backend once",
+                    r.model
+                ),
+            ));
+        }
         routes.push(Route {
             model: r.model,
+            queue_timeout: r.queue_timeout.unwrap_or(queue_timeout),
+            max_queue: r.max_queue.unwrap_or(max_queue),
+            retries: Retries {
+                rounds,
+                backoff: r.retries.backoff.unwrap_or(retries.backoff),
+            },
             backends,
         });
     }
@@ -181,6 +332,7 @@ pub(crate) fn resolve(ctx: &Ctx, raw: RawGateway) -> Result<Gateway, ConfigError
         listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8000".into()),
         api_keys: keys,
         max_body: raw.max_body.unwrap_or(ByteSize(8 << 20)),
+        retry_budget,
         routes,
     })
 }

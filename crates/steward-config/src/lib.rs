@@ -22,7 +22,7 @@ pub use cpus::CpuList;
 pub use deps::{depths, Condition};
 pub use duration::HumanDuration;
 pub use error::{ConfigError, Location};
-pub use gateway::{Backend, Gateway, Route, Timeouts};
+pub use gateway::{Backend, Gateway, Retries, RetryBudget, Route, Timeouts};
 pub use gpu::{AllGpus, CudaEnv, GpuSelector};
 pub use health::{HealthCheck, Probe};
 pub use pipeline::{Pipeline, PipelineMode, QuarantineMode};

@@ -221,16 +221,17 @@ pub fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Config
         let resolved = crate::pipeline::resolve(&ctx, &name, p, &base)?;
         pipelines.insert(name, resolved);
     }
+    let gateway = raw
+        .gateway
+        .map(|g| crate::gateway::resolve(&ctx, g, &services))
+        .transpose()?;
     Ok(Config {
         path: abs_path,
         state_dir,
         reserve_memory: raw.reserve_memory,
         services,
         pipelines,
-        gateway: raw
-            .gateway
-            .map(|g| crate::gateway::resolve(&ctx, g))
-            .transpose()?,
+        gateway,
     })
 }
 

@@ -26,6 +26,8 @@ struct State {
     ejected_until: Option<Instant>,
     cooldown: Duration,
     probe: Probe,
+    /// Why it is down, when the supervisor says so.
+    note: Option<String>,
 }
 
 #[derive(Debug)]
@@ -38,6 +40,7 @@ impl Default for Health {
             ejected_until: None,
             cooldown: FIRST_COOLDOWN,
             probe: Probe::Up,
+            note: None,
         }))
     }
 }
@@ -60,15 +63,18 @@ impl Health {
         s.ejected_until = None;
     }
 
-    /// A failed try; `refused` (nothing listens) ejects at once.
-    pub fn failure(&self, refused: bool) {
+    /// A failed try; `refused` (nothing listens) ejects at once. True when this ejected it.
+    pub fn failure(&self, refused: bool) -> bool {
         let mut s = self.lock();
         s.failures += 1;
         if refused || s.failures >= EJECT_AFTER {
+            let was_ejected = s.ejected_until.is_some_and(|t| Instant::now() < t);
             s.ejected_until = Some(Instant::now() + s.cooldown);
             s.cooldown = (s.cooldown * 2).min(MAX_COOLDOWN);
             s.failures = 0;
+            return !was_ejected;
         }
+        false
     }
 
     /// Keeps requests away for `wait` (a 429's Retry-After).
@@ -78,23 +84,29 @@ impl Health {
         s.ejected_until = Some(s.ejected_until.map_or(until, |t| t.max(until)));
     }
 
-    /// A probe's answer. A passing probe ends an ejection early.
-    pub fn probed(&self, p: Probe) {
+    /// A probe's answer (`note`: why it is down, in words). A passing probe ends an
+    /// ejection early.
+    pub fn probed(&self, p: Probe, note: Option<String>) {
         let mut s = self.lock();
         s.probe = p;
+        s.note = note;
         if p == Probe::Up {
             s.ejected_until = None;
             s.cooldown = FIRST_COOLDOWN;
         }
     }
 
-    pub fn describe(&self) -> &'static str {
+    pub fn describe(&self) -> String {
         let s = self.lock();
-        match (s.probe, s.ejected_until.is_some_and(|t| Instant::now() < t)) {
+        let word = match (s.probe, s.ejected_until.is_some_and(|t| Instant::now() < t)) {
             (Probe::Up, false) => "up",
             (Probe::Up, true) => "ejected",
             (Probe::Loading, _) => "loading",
             (Probe::Down, _) => "down",
+        };
+        match &s.note {
+            Some(n) if s.probe != Probe::Up => format!("{word} ({n})"),
+            _ => word.to_string(),
         }
     }
 }

@@ -6,11 +6,15 @@
 //! after that, a failure ends a stream with an SSE error event, never a silent hang.
 //! Streams pass through chunk by chunk; a client that leaves cancels the upstream request.
 
+mod balance;
 mod body;
 mod budget;
 mod errors;
 mod health;
 mod metrics;
 mod proxy;
+mod services;
+mod slots;
 
 pub use proxy::{serve, GatewayState};
+pub use services::ServiceStates;

@@ -1,5 +1,9 @@
-//! `/metrics` in Prometheus' text format: requests by route, backend and outcome,
-//! failovers, ejections, the time to the first byte and in total, and backends up.
+//! `/metrics` in Prometheus' text format: requests by route, backend and outcome;
+//! failovers, ejections, retries refused by the budget; the time to the first byte, in
+//! total, and the gateway's own share of it; queue depth, requests in flight, backends up.
+//!
+//! The per-request series are looked up once, when the gateway starts (see `RouteMetrics`
+//! and `BackendMetrics`), so a request only touches atomics.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -27,51 +31,170 @@ pub struct BackendLabel {
 
 pub struct Metrics {
     registry: Registry,
-    pub requests: Family<Outcome, Counter>,
-    pub failovers: Family<RouteLabel, Counter>,
-    pub first_byte: Family<RouteLabel, Histogram>,
-    pub backend_up: Family<BackendLabel, Gauge>,
+    requests: Family<Outcome, Counter>,
+    failovers: Family<RouteLabel, Counter>,
+    budget_refusals: Family<RouteLabel, Counter>,
+    first_byte: Family<RouteLabel, Histogram>,
+    total: Family<RouteLabel, Histogram>,
+    overhead: Family<RouteLabel, Histogram>,
+    queue_depth: Family<RouteLabel, Gauge>,
+    ejections: Family<BackendLabel, Counter>,
+    in_flight: Family<BackendLabel, Gauge>,
+    backend_up: Family<BackendLabel, Gauge>,
+}
+
+/// A route's series.
+pub struct RouteMetrics {
+    pub failovers: Counter,
+    pub budget_refusals: Counter,
+    pub first_byte: Histogram,
+    pub total: Histogram,
+    pub overhead: Histogram,
+    pub queue_depth: Gauge,
+    /// Answered 503: every backend full and the queue too, or its wait ran out.
+    pub overloaded: Counter,
+    /// Answered 502/504: every try failed.
+    pub exhausted: Counter,
+}
+
+/// A backend's series, as seen from one route.
+pub struct BackendMetrics {
+    pub ok: Counter,
+    pub failed_over: Counter,
+}
+
+/// A backend URL's series, whatever the route.
+pub struct UrlMetrics {
+    pub ejections: Counter,
+    pub up: Gauge,
+    pub in_flight: Gauge,
 }
 
 fn latency() -> Histogram {
-    // 0.1 ms to about 100 s.
-    Histogram::new(exponential_buckets(0.0001, 2.5, 16))
+    // 50 µs to about 30 min: the overhead is tens of µs, a long generation minutes.
+    Histogram::new(exponential_buckets(0.00005, 2.5, 20))
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("steward_gateway");
-        let requests = Family::<Outcome, Counter>::default();
-        let failovers = Family::<RouteLabel, Counter>::default();
-        let first_byte =
-            Family::<RouteLabel, Histogram>::new_with_constructor(latency as fn() -> Histogram);
-        let backend_up = Family::<BackendLabel, Gauge>::default();
+        let new_latency =
+            || Family::<RouteLabel, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        let m = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            failovers: Family::default(),
+            budget_refusals: Family::default(),
+            first_byte: new_latency(),
+            total: new_latency(),
+            overhead: new_latency(),
+            queue_depth: Family::default(),
+            ejections: Family::default(),
+            in_flight: Family::default(),
+            backend_up: Family::default(),
+        };
         registry.register(
             "requests",
-            "Requests by route, backend and outcome",
-            requests.clone(),
+            "Requests by route, backend and outcome (ok, failed_over, overloaded, exhausted)",
+            m.requests.clone(),
         );
         registry.register(
             "failovers",
-            "Requests moved to another backend",
-            failovers.clone(),
+            "Requests answered by another backend than the first tried",
+            m.failovers.clone(),
+        );
+        registry.register(
+            "retry_budget_refusals",
+            "Retries not made because the retry budget was spent",
+            m.budget_refusals.clone(),
         );
         registry.register(
             "first_byte_seconds",
-            "Time from the request to the backend's response head",
-            first_byte.clone(),
+            "Time from sending a request to the backend to its response head",
+            m.first_byte.clone(),
+        );
+        registry.register(
+            "total_seconds",
+            "Time from receiving a request to the end of its response",
+            m.total.clone(),
+        );
+        registry.register(
+            "overhead_seconds",
+            "The gateway's own time per request: receiving, routing and forwarding, without the backends' time, queueing or backoff",
+            m.overhead.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Requests waiting for a free backend slot",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "ejections",
+            "Times a backend was put in a cooldown after failures",
+            m.ejections.clone(),
+        );
+        registry.register(
+            "in_flight",
+            "Requests in flight to the backend",
+            m.in_flight.clone(),
         );
         registry.register(
             "backend_up",
             "1 when the backend may be routed to",
-            backend_up.clone(),
+            m.backend_up.clone(),
         );
-        Metrics {
-            registry,
-            requests,
-            failovers,
-            first_byte,
-            backend_up,
+        Metrics { registry, ..m }
+    }
+
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        let r = RouteLabel {
+            route: route.to_string(),
+        };
+        let outcome = |o: &str| {
+            self.requests
+                .get_or_create(&Outcome {
+                    route: route.to_string(),
+                    backend: String::new(),
+                    outcome: o.to_string(),
+                })
+                .clone()
+        };
+        RouteMetrics {
+            failovers: self.failovers.get_or_create(&r).clone(),
+            budget_refusals: self.budget_refusals.get_or_create(&r).clone(),
+            first_byte: self.first_byte.get_or_create(&r).clone(),
+            total: self.total.get_or_create(&r).clone(),
+            overhead: self.overhead.get_or_create(&r).clone(),
+            queue_depth: self.queue_depth.get_or_create(&r).clone(),
+            overloaded: outcome("overloaded"),
+            exhausted: outcome("exhausted"),
+        }
+    }
+
+    pub fn backend(&self, route: &str, url: &str) -> BackendMetrics {
+        let outcome = |o: &str| {
+            self.requests
+                .get_or_create(&Outcome {
+                    route: route.to_string(),
+                    backend: url.to_string(),
+                    outcome: o.to_string(),
+                })
+                .clone()
+        };
+        BackendMetrics {
+            ok: outcome("ok"),
+            failed_over: outcome("failed_over"),
+        }
+    }
+
+    pub fn url(&self, url: &str) -> UrlMetrics {
+        let b = BackendLabel {
+            backend: url.to_string(),
+        };
+        UrlMetrics {
+            ejections: self.ejections.get_or_create(&b).clone(),
+            up: self.backend_up.get_or_create(&b).clone(),
+            in_flight: self.in_flight.get_or_create(&b).clone(),
         }
     }
 

@@ -1,34 +1,68 @@
 //! Routing, failover and the pass-through of the chosen backend's answer.
 
+use crate::balance::{self, Candidate};
 use crate::body::ChannelBody;
 use crate::errors::{error, full, sse_error, Body};
 use crate::health::{Health, Probe};
+use crate::metrics::{BackendMetrics, Metrics, RouteMetrics, UrlMetrics};
+use crate::services::ServiceStates;
+use crate::slots::{InFlight, Slot, Waiting};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
-use steward_config::{Backend, Gateway};
+use steward_config::{Backend, Gateway, Route};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
-/// The gateway's configuration and its live state (requests in flight per backend).
+/// One backend URL, shared by every route that names it: its health and its load.
+struct Upstream {
+    url: String,
+    service: Option<String>,
+    health: Health,
+    in_flight: Arc<InFlight>,
+    metrics: UrlMetrics,
+}
+
+struct RouteState {
+    waiting: AtomicU32,
+    metrics: RouteMetrics,
+    /// In the order of the route's backends.
+    backends: Vec<(Arc<Upstream>, BackendMetrics)>,
+}
+
+/// The gateway's configuration and its live state.
 pub struct GatewayState {
     cfg: Gateway,
     client: Client<HttpConnector, Full<Bytes>>,
-    in_flight: HashMap<String, Arc<AtomicU32>>,
-    health: HashMap<String, Arc<Health>>,
+    upstreams: Vec<Arc<Upstream>>,
+    routes: Vec<RouteState>,
+    /// Notified whenever any slot is freed: wakes the requests waiting in a route's queue.
+    slot_freed: Arc<Notify>,
     budget: crate::budget::RetryBudget,
-    metrics: crate::metrics::Metrics,
+    metrics: Metrics,
+    services: Option<Arc<dyn ServiceStates>>,
 }
 
 impl GatewayState {
+    /// A gateway whose backends are all probed over HTTP (`steward gateway` alone).
     pub fn new(cfg: Gateway) -> Arc<Self> {
+        Self::build(cfg, None)
+    }
+
+    /// A gateway inside the agent: backends that are services take their health from
+    /// `services` (the supervisor).
+    pub fn with_services(cfg: Gateway, services: Arc<dyn ServiceStates>) -> Arc<Self> {
+        Self::build(cfg, Some(services))
+    }
+
+    fn build(cfg: Gateway, services: Option<Arc<dyn ServiceStates>>) -> Arc<Self> {
         let mut connector = HttpConnector::new();
         // The shortest connect timeout of any backend; per-backend ones are applied per try.
         let connect = cfg
@@ -40,62 +74,96 @@ impl GatewayState {
         connector.set_connect_timeout(connect);
         connector.set_nodelay(true);
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-        let in_flight = cfg
+        let metrics = Metrics::new();
+        let mut by_url: HashMap<String, Arc<Upstream>> = HashMap::new();
+        let mut upstreams = Vec::new();
+        let routes = cfg
             .routes
             .iter()
-            .flat_map(|r| &r.backends)
-            .map(|b| (b.url.clone(), Arc::new(AtomicU32::new(0))))
+            .map(|r| RouteState {
+                waiting: AtomicU32::new(0),
+                metrics: metrics.route(&r.model),
+                backends: r
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        let up = by_url
+                            .entry(b.url.clone())
+                            .or_insert_with(|| {
+                                let m = metrics.url(&b.url);
+                                m.up.set(1);
+                                let u = Arc::new(Upstream {
+                                    url: b.url.clone(),
+                                    service: b.service.clone(),
+                                    health: Health::default(),
+                                    in_flight: Arc::new(InFlight::with_gauge(m.in_flight.clone())),
+                                    metrics: m,
+                                });
+                                upstreams.push(u.clone());
+                                u
+                            })
+                            .clone();
+                        (up, metrics.backend(&r.model, &b.url))
+                    })
+                    .collect(),
+            })
             .collect();
-        let health = cfg
-            .routes
-            .iter()
-            .flat_map(|r| &r.backends)
-            .map(|b| (b.url.clone(), Arc::new(Health::default())))
-            .collect();
+        let b = cfg.retry_budget;
         Arc::new(GatewayState {
+            budget: crate::budget::RetryBudget::new(b.ratio, b.min_retries, b.window.0),
             cfg,
             client,
-            in_flight,
-            health,
-            budget: crate::budget::RetryBudget::new(0.2, 10, Duration::from_secs(10)),
-            metrics: crate::metrics::Metrics::new(),
+            upstreams,
+            routes,
+            slot_freed: Arc::new(Notify::new()),
+            metrics,
+            services,
         })
     }
 
-    fn health_of(&self, url: &str) -> Arc<Health> {
-        self.health.get(url).cloned().unwrap_or_default()
-    }
-
-    /// Probes every backend's `/health` every `every`, until `shutdown`.
+    /// Checks every backend every `every`, until `shutdown`: a service backend by asking
+    /// the supervisor, a URL by `GET /health`, all at once so one hung backend delays none.
     pub async fn probe_loop(self: Arc<Self>, every: Duration, mut shutdown: watch::Receiver<bool>) {
         loop {
-            for (url, health) in &self.health {
-                let req = Request::get(format!("{url}/health")).body(Full::new(Bytes::new()));
-                let Ok(req) = req else { continue };
-                let probe =
-                    match tokio::time::timeout(Duration::from_secs(2), self.client.request(req))
-                        .await
-                    {
-                        Ok(Ok(r)) if r.status().is_success() => Probe::Up,
-                        Ok(Ok(r)) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
-                            Probe::Loading
-                        }
-                        // A server without /health is alive; passive ejection still guards it.
-                        Ok(Ok(r)) if r.status() == StatusCode::NOT_FOUND => Probe::Up,
-                        _ => Probe::Down,
-                    };
-                health.probed(probe);
-                self.metrics
-                    .backend_up
-                    .get_or_create(&crate::metrics::BackendLabel {
-                        backend: url.clone(),
-                    })
-                    .set(i64::from(health.routable()));
+            let mut probes = tokio::task::JoinSet::new();
+            for up in &self.upstreams {
+                let (up, me) = (up.clone(), self.clone());
+                probes.spawn(async move {
+                    let (probe, note) = me.probe(&up).await;
+                    up.health.probed(probe, note);
+                    up.metrics.up.set(i64::from(up.health.routable()));
+                });
             }
+            while probes.join_next().await.is_some() {}
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = shutdown.changed() => return,
             }
+        }
+    }
+
+    async fn probe(&self, up: &Upstream) -> (Probe, Option<String>) {
+        if let (Some(service), Some(states)) = (&up.service, &self.services) {
+            return match states.ready(service) {
+                Ok(()) => (Probe::Up, None),
+                Err(why) => (Probe::Down, Some(format!("service {service}: {why}"))),
+            };
+        }
+        let req = Request::get(format!("{}/health", up.url)).body(Full::new(Bytes::new()));
+        let Ok(req) = req else {
+            return (Probe::Down, None);
+        };
+        match tokio::time::timeout(Duration::from_secs(2), self.client.request(req)).await {
+            Ok(Ok(r)) if r.status().is_success() => (Probe::Up, None),
+            Ok(Ok(r)) if r.status() == StatusCode::SERVICE_UNAVAILABLE => (Probe::Loading, None),
+            // A server without /health is alive; passive ejection still guards it.
+            Ok(Ok(r)) if r.status() == StatusCode::NOT_FOUND => (Probe::Up, None),
+            Ok(Ok(r)) => (
+                Probe::Down,
+                Some(format!("/health answered {}", r.status())),
+            ),
+            Ok(Err(e)) => (Probe::Down, Some(chain(&e))),
+            Err(_) => (Probe::Down, Some("/health did not answer within 2s".into())),
         }
     }
 }
@@ -130,12 +198,13 @@ pub async fn serve(
     }
 }
 
-/// How often each backend's /health is probed.
+/// How often each backend's health is checked.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 
 const COMPLETIONS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
 
 async fn handle(state: &GatewayState, req: Request<Incoming>) -> Response<Body> {
+    let received = Instant::now();
     let path = req.uri().path().to_string();
     if !state.cfg.api_keys.is_empty() && path != "/health" {
         let given = req
@@ -172,33 +241,10 @@ async fn handle(state: &GatewayState, req: Request<Incoming>) -> Response<Body> 
                 serde_json::json!({ "object": "list", "data": data }),
             )
         }
-        (&Method::GET, "/health") => {
-            // 200 only when every route has a backend to go to.
-            let mut down = Vec::new();
-            let mut ok = true;
-            for r in &state.cfg.routes {
-                let mut any = false;
-                for b in &r.backends {
-                    let h = state.health_of(&b.url);
-                    if h.routable() {
-                        any = true;
-                    } else {
-                        down.push(serde_json::json!({ "route": r.model, "backend": b.url, "state": h.describe() }));
-                    }
-                }
-                ok &= any;
-            }
-            let status = if ok {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            json(
-                status,
-                serde_json::json!({ "status": if ok { "ok" } else { "degraded" }, "down": down }),
-            )
+        (&Method::GET, "/health") => health(state),
+        (&Method::POST, p) if COMPLETIONS.contains(&p) => {
+            forward(state, req, &path, received).await
         }
-        (&Method::POST, p) if COMPLETIONS.contains(&p) => forward(state, req, &path).await,
         (_, p) if COMPLETIONS.contains(&p) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request_error",
@@ -212,6 +258,37 @@ async fn handle(state: &GatewayState, req: Request<Incoming>) -> Response<Body> 
     }
 }
 
+/// 200 only when every route has a backend to go to; the body names those that are down.
+fn health(state: &GatewayState) -> Response<Body> {
+    let mut down = Vec::new();
+    let mut ok = true;
+    for (r, rs) in state.cfg.routes.iter().zip(&state.routes) {
+        let mut any = false;
+        for (b, (up, _)) in r.backends.iter().zip(&rs.backends) {
+            if up.health.routable() {
+                any = true;
+            } else {
+                down.push(serde_json::json!({
+                    "route": r.model,
+                    "backend": b.url,
+                    "service": b.service,
+                    "state": up.health.describe(),
+                }));
+            }
+        }
+        ok &= any;
+    }
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(
+        status,
+        serde_json::json!({ "status": if ok { "ok" } else { "degraded" }, "down": down }),
+    )
+}
+
 fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
     Response::builder()
         .status(status)
@@ -220,7 +297,35 @@ fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(full("")))
 }
 
-async fn forward(state: &GatewayState, req: Request<Incoming>, path: &str) -> Response<Body> {
+/// 503 with Retry-After: the route is full, ask again shortly.
+fn overloaded(route: &Route, rs: &RouteState, why: &str) -> Response<Body> {
+    rs.metrics.overloaded.inc();
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        format!(
+            "every backend of \"{}\" is at its max_concurrency and {why}",
+            route.model
+        ),
+    );
+    r.headers_mut()
+        .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+    r
+}
+
+/// The pause before round `round` (1, 2, …): `base` doubling each round, with the upper
+/// half randomised so that requests that failed together do not come back together.
+fn round_backoff(base: Duration, round: u32) -> Duration {
+    let full = base.saturating_mul(1 << (round - 1).min(16));
+    full / 2 + full.mul_f64(fastrand::f64() / 2.0)
+}
+
+async fn forward(
+    state: &GatewayState,
+    req: Request<Incoming>,
+    path: &str,
+    received: Instant,
+) -> Response<Body> {
     let limit = state.cfg.max_body.bytes() as usize;
     let body = match Limited::new(req.into_body(), limit).collect().await {
         Ok(b) => b.to_bytes(),
@@ -242,18 +347,14 @@ async fn forward(state: &GatewayState, req: Request<Incoming>, path: &str) -> Re
             )
         }
     };
-    let Some(model) = parsed
-        .get("model")
-        .and_then(|m| m.as_str())
-        .map(str::to_string)
-    else {
+    let Some(model) = parsed.get("model").and_then(|m| m.as_str()) else {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "the body has no \"model\"",
         );
     };
-    let Some(route) = state.cfg.routes.iter().find(|r| r.model == model) else {
+    let Some(ri) = state.cfg.routes.iter().position(|r| r.model == model) else {
         let known: Vec<&str> = state.cfg.routes.iter().map(|r| r.model.as_str()).collect();
         return error(
             StatusCode::NOT_FOUND,
@@ -264,114 +365,152 @@ async fn forward(state: &GatewayState, req: Request<Incoming>, path: &str) -> Re
             ),
         );
     };
+    let (route, rs) = (&state.cfg.routes[ri], &state.routes[ri]);
     let stream = parsed
         .get("stream")
         .and_then(|s| s.as_bool())
         .unwrap_or(false);
-    let deadline = Instant::now()
-        + route
+    let deadline = received + route.total();
+    let queue_by = (received + route.queue_timeout.0).min(deadline);
+    let req = Outgoing {
+        path,
+        parsed: &parsed,
+        body: &body,
+        stream,
+        received,
+        deadline,
+    };
+
+    state.budget.request();
+    let mut attempts = 0u32;
+    let mut failures: Vec<String> = Vec::new();
+    // Time spent on backends, in the queue and backing off: not the gateway's overhead.
+    let mut elsewhere = Duration::ZERO;
+    let mut round = 0;
+    'rounds: while round < route.retries.rounds {
+        if round > 0 {
+            let pause = Instant::now();
+            let until = (pause + round_backoff(route.retries.backoff.0, round)).min(deadline);
+            tokio::time::sleep_until(until).await;
+            elapsed_into(&mut elsewhere, pause);
+        }
+        // Armed before the backends are looked at, so a slot freed meanwhile is not missed.
+        let freed = state.slot_freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        let candidates: Vec<Candidate> = route
             .backends
             .iter()
-            .map(|b| b.timeouts.total.0)
-            .max()
-            .unwrap_or(Duration::from_secs(600));
-
-    // By priority; within a priority, fewest requests in flight first.
-    let mut order: Vec<&Backend> = route.backends.iter().collect();
-    // Healthy backends first; an ejected or down one only when nothing else is left.
-    order.sort_by_key(|b| {
-        (
-            !state.health_of(&b.url).routable(),
-            b.priority,
-            state
+            .zip(&rs.backends)
+            .map(|(b, (up, _))| Candidate {
+                routable: up.health.routable(),
+                priority: b.priority,
+                in_flight: up.in_flight.get(),
+                weight: b.weight,
+            })
+            .collect();
+        let mut tried = false;
+        for bi in balance::order(&candidates, fastrand::f64) {
+            let (backend, (up, bm)) = (&route.backends[bi], &rs.backends[bi]);
+            if Instant::now() >= deadline {
+                break 'rounds;
+            }
+            let Some(slot) = up
                 .in_flight
-                .get(&b.url)
-                .map_or(0, |c| c.load(Ordering::Relaxed)),
-        )
-    });
-    state.budget.request();
-    let mut failures = Vec::new();
-    let mut saturated = 0;
-    for backend in order {
-        let counter = state
-            .in_flight
-            .get(&backend.url)
-            .cloned()
-            .unwrap_or_default();
-        if backend
-            .max_concurrency
-            .is_some_and(|m| counter.load(Ordering::Relaxed) >= m)
-        {
-            saturated += 1;
+                .try_acquire(backend.max_concurrency, &state.slot_freed)
+            else {
+                continue; // full: the next one
+            };
+            // A retry (any try after the first) needs the budget's leave, so a failing
+            // backend cannot multiply the load on the others.
+            if attempts > 0 && !state.budget.allow_retry() {
+                rs.metrics.budget_refusals.inc();
+                failures.push(format!(
+                    "retry budget spent (retries are capped at {}% of requests)",
+                    state.cfg.retry_budget.ratio * 100.0
+                ));
+                break 'rounds;
+            }
+            attempts += 1;
+            tried = true;
+            let began = Instant::now();
+            match try_backend(state, rs, backend, up, &req, slot).await {
+                Ok(resp) => {
+                    up.health.success();
+                    bm.ok.inc();
+                    if attempts > 1 {
+                        rs.metrics.failovers.inc();
+                    }
+                    let head = began.elapsed();
+                    rs.metrics.first_byte.observe(head.as_secs_f64());
+                    elsewhere += head;
+                    rs.metrics
+                        .overhead
+                        .observe(received.elapsed().saturating_sub(elsewhere).as_secs_f64());
+                    tracing::info!(
+                        "gateway: {model} -> {}: {} after {attempts} {}, first byte in {:.1} ms",
+                        backend.url,
+                        resp.status().as_u16(),
+                        if attempts == 1 { "try" } else { "tries" },
+                        head.as_secs_f64() * 1000.0
+                    );
+                    return resp;
+                }
+                Err(why) => {
+                    elapsed_into(&mut elsewhere, began);
+                    let refused =
+                        why.contains("Connection refused") || why.contains("tcp connect error");
+                    if up.health.failure(refused) {
+                        up.metrics.ejections.inc();
+                        up.metrics.up.set(0);
+                    }
+                    bm.failed_over.inc();
+                    tracing::info!(
+                        "gateway: {model} via {}: {why}; trying the next backend",
+                        backend.url
+                    );
+                    failures.push(format!("{}: {why}", backend.url));
+                }
+            }
+        }
+        if !tried {
+            // Every backend is full: wait in the route's queue for a slot, then look again.
+            let Some(_place) =
+                Waiting::enter(&rs.waiting, &rs.metrics.queue_depth, route.max_queue)
+            else {
+                return overloaded(
+                    route,
+                    rs,
+                    &format!("{} requests already wait", route.max_queue),
+                );
+            };
+            let began = Instant::now();
+            tokio::select! {
+                _ = freed => {}
+                _ = tokio::time::sleep_until(queue_by) => {
+                    return overloaded(route, rs, &format!("no slot freed within queue_timeout ({:?})", route.queue_timeout.0));
+                }
+            }
+            elapsed_into(&mut elsewhere, began);
             continue;
         }
-        if Instant::now() >= deadline {
-            break;
-        }
-        // A retry (any try after the first) needs the budget's leave, so a failing
-        // backend cannot double the load on the others.
-        if !failures.is_empty() && !state.budget.allow_retry() {
-            failures.push("retry budget spent (at most 20% of requests are retried)".into());
-            break;
-        }
-        counter.fetch_add(1, Ordering::Relaxed);
-        let out = try_backend(
-            state,
-            backend,
-            path,
-            &parsed,
-            &body,
-            stream,
-            deadline,
-            counter.clone(),
-        )
-        .await;
-        match out {
-            Ok(resp) => {
-                state.health_of(&backend.url).success();
-                state
-                    .metrics
-                    .requests
-                    .get_or_create(&outcome(&model, &backend.url, "ok"))
-                    .inc();
-                if !failures.is_empty() {
-                    state
-                        .metrics
-                        .failovers
-                        .get_or_create(&crate::metrics::RouteLabel {
-                            route: model.clone(),
-                        })
-                        .inc();
-                }
-                return resp;
-            }
-            Err(why) => {
-                counter.fetch_sub(1, Ordering::Relaxed);
-                let refused =
-                    why.contains("Connection refused") || why.contains("tcp connect error");
-                state.health_of(&backend.url).failure(refused);
-                state
-                    .metrics
-                    .requests
-                    .get_or_create(&outcome(&model, &backend.url, "failed_over"))
-                    .inc();
-                tracing::info!(
-                    "gateway: {model} via {}: {why}; trying the next backend",
-                    backend.url
-                );
-                failures.push(format!("{}: {why}", backend.url));
-            }
-        }
+        round += 1;
     }
-    if failures.is_empty() && saturated > 0 {
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            format!("every backend of \"{model}\" is at max_concurrency"),
+    rs.metrics.exhausted.inc();
+    tracing::info!(
+        "gateway: {model}: failed after {attempts} tries: {}",
+        failures.join("; ")
+    );
+    if Instant::now() >= deadline {
+        return error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!(
+                "no backend of \"{model}\" answered within total ({:?}): {}",
+                route.total(),
+                failures.join("; ")
+            ),
         );
-        r.headers_mut()
-            .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
-        return r;
     }
     error(
         StatusCode::BAD_GATEWAY,
@@ -383,50 +522,54 @@ async fn forward(state: &GatewayState, req: Request<Incoming>, path: &str) -> Re
     )
 }
 
+fn elapsed_into(acc: &mut Duration, since: Instant) {
+    *acc += since.elapsed();
+}
+
+/// What every try of one request sends.
+struct Outgoing<'a> {
+    path: &'a str,
+    parsed: &'a serde_json::Value,
+    body: &'a Bytes,
+    stream: bool,
+    received: Instant,
+    deadline: Instant,
+}
+
+/// Whether an SSE chunk holds a data event (not only `: ping` comments).
+fn has_data_event(chunk: &[u8]) -> bool {
+    chunk.starts_with(b"data:") || chunk.windows(6).any(|w| w == b"\ndata:")
+}
+
 /// One try. `Err` means "move on to the next backend": nothing reached the client.
-#[allow(clippy::too_many_arguments)]
 async fn try_backend(
     state: &GatewayState,
+    rs: &RouteState,
     backend: &Backend,
-    path: &str,
-    parsed: &serde_json::Value,
-    body: &Bytes,
-    stream: bool,
-    deadline: Instant,
-    counter: Arc<AtomicU32>,
+    up: &Upstream,
+    out: &Outgoing<'_>,
+    slot: Slot,
 ) -> Result<Response<Body>, String> {
     let bytes = match &backend.model {
         Some(m) => {
-            let mut v = parsed.clone();
+            let mut v = out.parsed.clone();
             v["model"] = serde_json::Value::String(m.clone());
             Bytes::from(v.to_string())
         }
-        None => body.clone(),
+        None => out.body.clone(),
     };
-    let req = Request::post(format!("{}{path}", backend.url))
+    let req = Request::post(format!("{}{}", backend.url, out.path))
         .header("content-type", "application/json")
         .body(Full::new(bytes))
         .map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    let head_by = deadline.min(started + backend.timeouts.first_byte.0);
+    let first_byte = backend.timeouts.first_byte.0;
+    let head_by = out.deadline.min(Instant::now() + first_byte);
     let resp = match tokio::time::timeout_at(head_by, state.client.request(req)).await {
-        Err(_) => {
-            return Err(format!(
-                "no response head within {:?}",
-                backend.timeouts.first_byte.0
-            ))
-        }
+        Err(_) => return Err(format!("no response head within {first_byte:?}")),
         Ok(Err(e)) => return Err(chain(&e)),
         Ok(Ok(r)) => r,
     };
     let status = resp.status();
-    state
-        .metrics
-        .first_byte
-        .get_or_create(&crate::metrics::RouteLabel {
-            route: parsed["model"].as_str().unwrap_or("").to_string(),
-        })
-        .observe(started.elapsed().as_secs_f64());
     if status == StatusCode::TOO_MANY_REQUESTS {
         // Honour Retry-After: no request goes there before it has passed.
         let wait = resp
@@ -435,27 +578,62 @@ async fn try_backend(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map_or(Duration::from_secs(1), Duration::from_secs);
-        state
-            .health_of(&backend.url)
-            .hold_off(wait.min(Duration::from_secs(300)));
+        up.health.hold_off(wait.min(Duration::from_secs(300)));
         return Err(format!("answered {status} (retry after {wait:?})"));
     }
     if status.is_server_error() {
         return Err(format!("answered {status}"));
     }
     let content_type = resp.headers().get("content-type").cloned();
+    let is_sse = content_type
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let mut upstream = resp.into_body();
+    // A stream's first byte is its first data event: until one comes, nothing has gone to
+    // the client and the request can still move on. `: ping` comments before it are kept.
+    let mut early = Vec::new();
+    if out.stream && is_sse {
+        loop {
+            match tokio::time::timeout_at(head_by, upstream.frame()).await {
+                Err(_) => return Err(format!("no data event within {first_byte:?}")),
+                Ok(Some(Err(e))) => {
+                    return Err(format!(
+                        "the stream broke before its first event: {}",
+                        chain(&e)
+                    ))
+                }
+                Ok(None) => break,
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        let data_event = has_data_event(&data);
+                        early.push(data);
+                        if data_event {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let idle = backend.timeouts.idle.0;
-    let url = backend.url.clone();
+    let (url, stream, deadline) = (backend.url.clone(), out.stream, out.deadline);
+    let (received, total) = (out.received, rs.metrics.total.clone());
     tokio::spawn(async move {
-        let mut upstream = resp.into_body();
+        let _slot = slot; // held until the body has been passed on
+        for chunk in early {
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
         loop {
             let by = deadline.min(Instant::now() + idle);
             match tokio::time::timeout_at(by, upstream.frame()).await {
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         if tx.send(data).await.is_err() {
-                            break; // the client left: dropping `upstream` cancels the request
+                            return; // the client left: dropping `upstream` cancels the request
                         }
                     }
                 }
@@ -463,7 +641,10 @@ async fn try_backend(
                 Ok(Some(Err(e))) => {
                     if stream {
                         let _ = tx
-                            .send(sse_error(&format!("backend {url} failed mid-stream: {e}")))
+                            .send(sse_error(&format!(
+                                "backend {url} failed mid-stream: {}",
+                                chain(&e)
+                            )))
                             .await;
                     }
                     break;
@@ -476,7 +657,7 @@ async fn try_backend(
                 }
             }
         }
-        counter.fetch_sub(1, Ordering::Relaxed);
+        total.observe(received.elapsed().as_secs_f64());
     });
     let mut builder = Response::builder()
         .status(status)
@@ -501,10 +682,25 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn outcome(route: &str, backend: &str, outcome: &str) -> crate::metrics::Outcome {
-    crate::metrics::Outcome {
-        route: route.to_string(),
-        backend: backend.to_string(),
-        outcome: outcome.to_string(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_back_off_exponentially_with_jitter() {
+        let base = Duration::from_millis(100);
+        for _ in 0..100 {
+            let first = round_backoff(base, 1);
+            let third = round_backoff(base, 3);
+            assert!((Duration::from_millis(50)..=Duration::from_millis(100)).contains(&first));
+            assert!((Duration::from_millis(200)..=Duration::from_millis(400)).contains(&third));
+        }
+    }
+
+    #[test]
+    fn only_data_lines_count_as_a_streams_first_byte() {
+        assert!(!has_data_event(b": ping\n\n"));
+        assert!(has_data_event(b"data: {}\n\n"));
+        assert!(has_data_event(b": ping\n\ndata: {}\n\n"));
     }
 }

@@ -52,9 +52,43 @@ pub fn preflight(
     Ok(plan.instances)
 }
 
+/// The supervisor, as the gateway sees it: a service backend is routable while one of
+/// its instances runs and is ready (healthy, READY=1, or simply running without a check).
+struct SupervisedServices(Arc<Supervisor>);
+
+impl steward_gateway::ServiceStates for SupervisedServices {
+    fn ready(&self, service: &str) -> std::result::Result<(), String> {
+        let instances: Vec<_> = self
+            .0
+            .status()
+            .into_iter()
+            .filter(|s| s.service == service)
+            .collect();
+        if instances
+            .iter()
+            .any(|s| s.ready && s.state == steward_supervise::ServiceState::Running)
+        {
+            return Ok(());
+        }
+        let states: Vec<String> = instances
+            .iter()
+            .map(|s| match (s.state, &s.last_health_error) {
+                (steward_supervise::ServiceState::Running, Some(e)) => {
+                    format!("{}: not ready ({e})", s.name)
+                }
+                (steward_supervise::ServiceState::Running, None) => format!("{}: starting", s.name),
+                (state, _) => format!("{}: {state}", s.name),
+            })
+            .collect();
+        Err(states.join(", "))
+    }
+}
+
 /// Starts the [gateway] when the config has one; it stops when `shutdown` turns true.
+/// With `supervisor`, backends that are services take their health from it.
 async fn start_gateway(
     config: &Config,
+    supervisor: Option<Arc<Supervisor>>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(g) = &config.gateway else {
@@ -70,7 +104,12 @@ async fn start_gateway(
             )
         })?;
     tracing::info!("gateway listening on http://{}", listener.local_addr()?);
-    let state = steward_gateway::GatewayState::new(g.clone());
+    let state = match supervisor {
+        Some(s) => {
+            steward_gateway::GatewayState::with_services(g.clone(), Arc::new(SupervisedServices(s)))
+        }
+        None => steward_gateway::GatewayState::new(g.clone()),
+    };
     Ok(Some(tokio::spawn(steward_gateway::serve(
         listener, state, shutdown,
     ))))
@@ -89,7 +128,7 @@ pub fn run_gateway_only(config: Config) -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let handle = start_gateway(&config, rx).await?;
+        let handle = start_gateway(&config, None, rx).await?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         tokio::select! {
@@ -219,7 +258,7 @@ async fn agent_main(
 
     supervisor.start_all();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let gateway = start_gateway(&config, shutdown_rx.clone()).await?;
+    let gateway = start_gateway(&config, Some(supervisor.clone()), shutdown_rx.clone()).await?;
     let mut pipelines = crate::pipelines::start(
         &config,
         &ctx,
