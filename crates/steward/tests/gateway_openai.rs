@@ -1,5 +1,7 @@
-//! The official `openai` Python client (PyPI) against `steward gateway`, non-streaming and
-//! streaming, with a mock OpenAI backend (python3's http.server) behind it.
+//! The gateway as users run it, with a mock OpenAI backend (python3's http.server) behind
+//! it: the official `openai` Python client (PyPI) against `steward gateway`, non-streaming
+//! and streaming; and `steward up` with a service backend whose health comes from the
+//! supervisor.
 
 mod common;
 use common::*;
@@ -108,4 +110,106 @@ fn the_official_openai_client_works_through_the_gateway() {
     assert!(text.contains("plain: hi from mock-7b"), "{text}");
     assert!(text.contains("stream: hello from mock-7b 3"), "{text}");
     assert!(text.contains("auth: 401"), "{text}");
+}
+
+/// One HTTP/1.1 request over a fresh connection; the status and the body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.set_read_timeout(Some(LONG)).unwrap();
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        out.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
+}
+
+fn chat(port: u16) -> (u16, String) {
+    http(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        r#"{"model": "chat", "messages": [{"role": "user", "content": "hi"}]}"#,
+    )
+}
+
+#[test]
+fn a_service_backend_takes_its_health_from_the_supervisor() {
+    let (service_port, fallback_port, gw_port) = (free_port(), free_port(), free_port());
+    let mut procs = Kill(Vec::new());
+    procs.0.push(
+        Command::new("python3")
+            .args(["-c", MOCK, &fallback_port.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let agent = Agent::prepare(&format!(
+        r#"
+[services.chat-server]
+command = ["python3", "mock.py", "{service_port}"]
+health = {{ http = "http://127.0.0.1:{service_port}/health", interval = "200ms", start_interval = "50ms" }}
+
+[gateway]
+listen = "127.0.0.1:{gw_port}"
+[[gateway.routes]]
+model = "chat"
+backends = [
+  {{ service = "chat-server", model = "primary-7b" }},
+  {{ url = "http://127.0.0.1:{fallback_port}", priority = 2, model = "fallback-7b" }},
+]
+"#
+    ));
+    std::fs::write(agent.path().join("mock.py"), MOCK).unwrap();
+    let mut agent = agent.launch(&[]);
+    wait_until("the service to answer through the gateway", LONG, || {
+        std::net::TcpStream::connect(("127.0.0.1", gw_port)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", fallback_port)).is_ok()
+            && chat(gw_port).1.contains("hi from primary-7b")
+    });
+
+    // Stopped by hand: the supervisor says so, /health names it, and the fallback answers.
+    let out = agent.cli(&["stop", "chat-server"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until("/health to show the stopped service", LONG, || {
+        let (status, body) = http(gw_port, "GET", "/health", "");
+        status == 200 && body.contains("service chat-server: chat-server: stopped")
+    });
+    let (status, body) = http(gw_port, "GET", "/health", "");
+    assert_eq!(status, 200, "the route still has its fallback: {body}");
+    assert!(body.contains("\"service\":\"chat-server\""), "{body}");
+    for _ in 0..5 {
+        let (status, body) = chat(gw_port);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("hi from fallback-7b"), "{body}");
+    }
+
+    // Started again: once it is healthy, traffic returns to it.
+    let out = agent.cli(&["start", "chat-server"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until("traffic to return to the service", LONG, || {
+        let (status, body) = chat(gw_port);
+        assert_eq!(status, 200, "{body}");
+        body.contains("hi from primary-7b")
+    });
+    assert!(agent.down().success());
+    assert!(
+        agent
+            .agent_log()
+            .contains("gateway: chat -> http://127.0.0.1:"),
+        "each request is logged:\n{}",
+        agent.agent_log()
+    );
 }
