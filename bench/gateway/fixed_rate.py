@@ -4,7 +4,8 @@
 The same mock backend (crates/steward-gateway/examples/mock_backend.rs, answering at once),
 hit at a fixed rate with the same load generator (oha, from crates.io: `cargo install oha`):
 directly, through `steward gateway`, and through LiteLLM's proxy (PyPI `litellm[proxy]`)
-pointed at the same mock. Reports p50/p99 at 1,000 and 5,000 req/s, and the highest rate of
+pointed at the same mock. steward runs twice: with STEWARD_LOG=warn, and with its default
+access line per request written to a file. Reports p50/p99 at 1,000 and 5,000 req/s, and the highest rate of
 a ladder each sustains with p99 under 10 ms.
 
 Usage: bench/gateway/fixed_rate.py [--seconds 8]
@@ -60,7 +61,14 @@ def main():
         f'[gateway]\nlisten = "127.0.0.1:{gport}"\n[[gateway.routes]]\nmodel = "chat"\nbackends = [{{ url = "http://127.0.0.1:{bport}" }}]\n')
     procs.append(subprocess.Popen([os.path.join(ROOT, "target/release/steward"), "gateway", "-f", "steward.toml"], cwd=work,
                                   env={**os.environ, "STEWARD_LOG": "warn"}, stderr=subprocess.DEVNULL))
-    targets = [("direct", f"http://127.0.0.1:{bport}/v1/chat/completions"), ("steward", f"http://127.0.0.1:{gport}/v1/chat/completions")]
+    # The same gateway with its default logging: one access line per request, to a file.
+    aport = free_port()
+    open(os.path.join(work, "logged.toml"), "w").write(
+        f'[gateway]\nlisten = "127.0.0.1:{aport}"\n[[gateway.routes]]\nmodel = "chat"\nbackends = [{{ url = "http://127.0.0.1:{bport}" }}]\n')
+    procs.append(subprocess.Popen([os.path.join(ROOT, "target/release/steward"), "gateway", "-f", "logged.toml"], cwd=work,
+                                  stderr=open(os.path.join(work, "access.log"), "w")))
+    targets = [("direct", f"http://127.0.0.1:{bport}/v1/chat/completions"), ("steward", f"http://127.0.0.1:{gport}/v1/chat/completions"),
+               ("steward, access log on", f"http://127.0.0.1:{aport}/v1/chat/completions")]
     if shutil.which("litellm"):
         open(os.path.join(work, "litellm.yaml"), "w").write(
             "model_list:\n  - model_name: chat\n    litellm_params:\n      model: openai/mock\n"
@@ -74,6 +82,7 @@ def main():
         else:
             print("# litellm proxy did not come up; left out", file=sys.stderr)
     wait_http(f"http://127.0.0.1:{gport}/health")
+    wait_http(f"http://127.0.0.1:{aport}/health")
     try:
         print("\n| path | rate | success | p50 | p99 |")
         print("|---|---|---|---|---|")

@@ -25,9 +25,10 @@ pub use error::{ConfigError, Location};
 pub use gateway::{Backend, Gateway, Retries, RetryBudget, Route, Timeouts};
 pub use gpu::{AllGpus, CudaEnv, GpuSelector};
 pub use health::{HealthCheck, Probe};
-pub use pipeline::{Pipeline, PipelineMode, QuarantineMode};
+pub use pipeline::{OnStall, Pipeline, PipelineMode, QuarantineMode};
 pub use resolve::{
-    Backoff, Config, CrashLoop, LogRotation, RestartPolicy, Service, DEFAULT_STATE_DIR,
+    Backoff, Config, CrashLoop, LogRotation, QueueSettings, RestartPolicy, Service,
+    DEFAULT_STATE_DIR,
 };
 pub use signal::StopSignal;
 pub use size::ByteSize;

@@ -31,6 +31,7 @@ pub struct RawPipeline {
     pub quarantine: Option<QuarantineMode>,
     pub concurrency: Option<u32>,
     pub stall_timeout: Option<HumanDuration>,
+    pub on_stall: Option<OnStall>,
     #[serde(default)]
     pub confine_inputs: bool,
     pub input_root: Option<PathBuf>,
@@ -64,6 +65,18 @@ pub enum PipelineMode {
     Lease,
 }
 
+/// What the stall watchdog does when nothing completed for `stall_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnStall {
+    /// A `stall` event naming the jobs and replicas.
+    #[default]
+    Report,
+    /// The event, and the replicas holding those jobs are restarted (per-job: the jobs'
+    /// processes are killed); each job's attempt is counted as `stalled`.
+    Restart,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QuarantineMode {
@@ -93,6 +106,7 @@ pub struct Pipeline {
     /// Jobs each replica runs at once.
     pub concurrency: u32,
     pub stall_timeout: Option<HumanDuration>,
+    pub on_stall: OnStall,
     /// Refuse inputs outside `input_root` (`..`, symlinks pointing out).
     pub confine_inputs: bool,
     pub input_root: Option<PathBuf>,
@@ -153,6 +167,12 @@ pub(crate) fn resolve(
     if timeout.0.is_zero() {
         return Err(ctx.err(&at("timeout"), "must be longer than 0s"));
     }
+    if raw.on_stall == Some(OnStall::Restart) && raw.stall_timeout.is_none() {
+        return Err(ctx.err(
+            &at("on_stall"),
+            "on_stall = \"restart\" needs stall_timeout, the time without a completed job that counts as a stall (e.g. stall_timeout = \"10m\")",
+        ));
+    }
     let defaults = Backoff {
         initial: HumanDuration::secs(1),
         max: HumanDuration::secs(60),
@@ -209,6 +229,7 @@ pub(crate) fn resolve(
         quarantine: raw.quarantine.unwrap_or_default(),
         concurrency,
         stall_timeout: raw.stall_timeout,
+        on_stall: raw.on_stall.unwrap_or_default(),
         confine_inputs: raw.confine_inputs,
         input_root: raw.input_root.map(abs),
         workers,

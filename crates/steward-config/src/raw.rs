@@ -24,6 +24,15 @@ pub struct RawConfig {
     #[serde(default)]
     pub pipelines: BTreeMap<String, crate::pipeline::RawPipeline>,
     pub gateway: Option<crate::gateway::RawGateway>,
+    pub queue: Option<RawQueue>,
+}
+
+/// `[queue]`: the job store's upkeep.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    pub backup_interval: Option<crate::HumanDuration>,
+    pub backups_kept: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -25,6 +25,15 @@ pub struct Config {
     pub services: BTreeMap<String, Service>,
     pub pipelines: BTreeMap<String, crate::Pipeline>,
     pub gateway: Option<crate::Gateway>,
+    pub queue: QueueSettings,
+}
+
+/// `[queue]`: online backups of `queue.db` into `state_dir/backups/` while the agent runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct QueueSettings {
+    pub backup_interval: HumanDuration,
+    /// The newest this many backups are kept.
+    pub backups_kept: usize,
 }
 
 impl Config {
@@ -225,6 +234,25 @@ pub fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Config
         .gateway
         .map(|g| crate::gateway::resolve(&ctx, g, &services))
         .transpose()?;
+    let raw_queue = raw.queue.unwrap_or_default();
+    let queue = QueueSettings {
+        backup_interval: raw_queue
+            .backup_interval
+            .unwrap_or(HumanDuration::secs(600)),
+        backups_kept: raw_queue.backups_kept.unwrap_or(5),
+    };
+    if queue.backup_interval.0 < std::time::Duration::from_secs(1) {
+        return Err(ctx.err(
+            &["queue", "backup_interval"],
+            "must be at least 1s (a backup copies the whole queue.db)",
+        ));
+    }
+    if queue.backups_kept == 0 {
+        return Err(ctx.err(
+            &["queue", "backups_kept"],
+            "must be at least 1: the newest backup is what `steward queue restore` brings back",
+        ));
+    }
     Ok(Config {
         path: abs_path,
         state_dir,
@@ -232,6 +260,7 @@ pub fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Config
         services,
         pipelines,
         gateway,
+        queue,
     })
 }
 

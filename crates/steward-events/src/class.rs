@@ -30,6 +30,9 @@ pub enum ExitClass {
     LeaseExpired,
     /// A lease-mode worker reported that the job failed (its process is fine).
     Reported { error: String },
+    /// Its pipeline completed nothing for `stall_timeout` and, with `on_stall = "restart"`,
+    /// steward killed it (per-job) or restarted its replica (lease).
+    Stalled,
 }
 
 /// Who enforced a memory limit.
@@ -87,6 +90,7 @@ impl ExitClass {
             ExitClass::Stopped => "stopped".into(),
             ExitClass::LeaseExpired => "lease-expired".into(),
             ExitClass::Reported { .. } => "reported".into(),
+            ExitClass::Stalled => "stalled".into(),
         }
     }
 }
@@ -120,6 +124,9 @@ impl fmt::Display for ExitClass {
                 "its lease expired (the worker stopped heartbeating, or the agent died)",
             ),
             ExitClass::Reported { error } => write!(f, "the worker reported a failure: {error}"),
+            ExitClass::Stalled => f.write_str(
+                "killed because its pipeline completed nothing for stall_timeout (on_stall = \"restart\")",
+            ),
         }
     }
 }

@@ -98,6 +98,9 @@ pub enum EventKind {
         idle_ms: u64,
         jobs: Vec<i64>,
         replicas: Vec<String>,
+        /// Whether steward restarted those replicas (`on_stall = "restart"`).
+        #[serde(default)]
+        restarted: bool,
     },
 }
 
@@ -171,10 +174,11 @@ impl Event {
                 if *quarantined { "quarantined" } else { "will retry" }
             ),
             EventKind::JobsRescued { jobs } => format!("took back {} job lease(s) of an agent that is gone: {jobs:?}", jobs.len()),
-            EventKind::Stall { pipeline, idle_ms, jobs, replicas } => format!(
-                "pipeline {pipeline} stalled: nothing completed for {}s while jobs {jobs:?} ran on {}",
+            EventKind::Stall { pipeline, idle_ms, jobs, replicas, restarted } => format!(
+                "pipeline {pipeline} stalled: nothing completed for {}s while jobs {jobs:?} ran on {}{}",
                 idle_ms / 1000,
-                replicas.join(", ")
+                replicas.join(", "),
+                if *restarted { "; restarting them" } else { "" }
             ),
             EventKind::LeftoversKilled { pids } => {
                 format!(

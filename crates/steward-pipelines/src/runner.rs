@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use steward_config::{template, Pipeline, PipelineMode};
+use steward_config::{template, OnStall, Pipeline, PipelineMode};
 use steward_events::{EventKind, ExitClass};
 use steward_plan::Instance;
 use steward_queue::{
     now_ms, FailOutcome, Failure, InputKey, Job, JobFilter, JobState, JobStore, SqliteStore,
 };
-use steward_supervise::{LogFiles, SupervisorContext};
-use tokio::sync::watch;
+use steward_supervise::{LogFiles, Supervisor, SupervisorContext};
+use tokio::sync::{watch, Notify};
 
 /// How long an idle slot waits before asking the queue again.
 const IDLE_POLL: Duration = Duration::from_millis(200);
@@ -30,8 +30,10 @@ pub struct PipelineRunner {
     /// This agent run's lease-owner prefix, `<run id>/`.
     pub owner_prefix: String,
     pub(crate) last_completion: AtomicI64,
-    /// Which job each slot runs now, for the stall report.
-    running: Mutex<BTreeMap<String, i64>>,
+    /// Per-job slots: notified to kill the slot's job when the stall watchdog restarts it.
+    stall_stops: Mutex<BTreeMap<String, Arc<Notify>>>,
+    /// Restarts lease-mode replicas on a stall (`on_stall = "restart"`).
+    supervisor: Option<Arc<Supervisor>>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -57,8 +59,21 @@ impl PipelineRunner {
             instances,
             owner_prefix,
             last_completion: AtomicI64::new(now_ms()),
-            running: Mutex::new(BTreeMap::new()),
+            stall_stops: Mutex::new(BTreeMap::new()),
+            supervisor: None,
         })
+    }
+
+    /// The supervisor that runs this pipeline's lease-mode replicas, for stall restarts.
+    pub fn with_supervisor(self: Arc<Self>, supervisor: Arc<Supervisor>) -> Arc<Self> {
+        match Arc::try_unwrap(self) {
+            Ok(mut me) => {
+                me.supervisor = Some(supervisor);
+                Arc::new(me)
+            }
+            // Already shared: keep it as it is (no restarts; the stall is still reported).
+            Err(shared) => shared,
+        }
     }
 
     /// Enqueues the pipeline's `inputs` (idempotent: what is queued or done is skipped).
@@ -90,9 +105,15 @@ impl PipelineRunner {
     /// Runs jobs until `shutdown` turns true, or (with `until_empty`) the queue is drained.
     /// In lease mode the workers run the jobs; this only waits for the queue to drain.
     pub async fn run(self: Arc<Self>, until_empty: bool, mut shutdown: watch::Receiver<bool>) {
+        let watchdog = {
+            let me = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { me.stall_watchdog(shutdown).await })
+        };
         if self.pipeline.mode != PipelineMode::PerJob {
             loop {
                 if *shutdown.borrow() || (until_empty && self.drained()) {
+                    watchdog.abort();
                     return;
                 }
                 tokio::select! {
@@ -125,11 +146,6 @@ impl PipelineRunner {
                 }));
             }
         }
-        let watchdog = {
-            let me = self.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move { me.stall_watchdog(shutdown).await })
-        };
         for s in slots {
             let _ = s.await;
         }
@@ -146,6 +162,11 @@ impl PipelineRunner {
     ) {
         let owner = format!("{}{slot}", self.owner_prefix);
         let ttl = self.pipeline.timeout.0.as_millis() as i64 + 60_000;
+        let stall = Arc::new(Notify::new());
+        self.stall_stops
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(slot.clone(), stall.clone());
         loop {
             if *shutdown.borrow() {
                 return;
@@ -180,15 +201,7 @@ impl PipelineRunner {
                 }
                 Err(_) => return,
             };
-            self.running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(slot.clone(), job.id);
-            self.run_one(&inst, &slot, &owner, &logs, job).await;
-            self.running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&slot);
+            self.run_one(&inst, &slot, &owner, &logs, &stall, job).await;
         }
     }
 
@@ -198,6 +211,7 @@ impl PipelineRunner {
         slot: &str,
         owner: &str,
         logs: &Arc<Mutex<LogFiles>>,
+        stall: &Notify,
         job: Job,
     ) {
         let p = &self.pipeline;
@@ -239,7 +253,17 @@ impl PipelineRunner {
         }
         let run = self
             .ctx
-            .run_job(inst, &p.workers, slot, argv, p.timeout.0, logs)
+            .run_job(
+                inst,
+                &p.workers,
+                slot,
+                argv,
+                steward_supervise::KillWhen {
+                    timeout: p.timeout.0,
+                    stall,
+                },
+                logs,
+            )
             .await;
         let tail = Some(run.output_tail.clone()).filter(|t| !t.is_empty());
         let outcome = match (&run.class, &expect) {
@@ -338,40 +362,97 @@ impl PipelineRunner {
         }
     }
 
-    /// Once nothing has completed for `stall_timeout` while jobs run, says so, once per
-    /// stall, naming the jobs and replicas.
+    /// This run's jobs in flight: (slot or replica, job), from the queue's leases.
+    fn in_flight(&self) -> Vec<(String, Job)> {
+        self.store
+            .list(&JobFilter {
+                queue: Some(self.pipeline.queue.clone()),
+                state: Some(JobState::Running),
+                limit: Some(10_000),
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|j| {
+                let holder = j
+                    .lease_owner
+                    .as_deref()?
+                    .strip_prefix(&self.owner_prefix)?
+                    .to_string();
+                Some((holder, j))
+            })
+            .collect()
+    }
+
+    /// Once nothing has completed for `stall_timeout` while jobs run, says so, naming the
+    /// jobs and replicas (seed 001's silent deadlock), and with `on_stall = "restart"`
+    /// restarts those replicas. Says so again after each further `stall_timeout` of the
+    /// same stall.
     async fn stall_watchdog(&self, mut shutdown: watch::Receiver<bool>) {
         let Some(window) = self.pipeline.stall_timeout else {
             return;
         };
-        let mut reported_at = 0;
+        let window_ms = window.0.as_millis() as i64;
+        let mut acted_at = 0;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1).min(window.0)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(250).min(window.0)) => {}
                 _ = shutdown.changed() => return,
             }
             let last = self.last_completion.load(Ordering::Relaxed);
-            let idle = now_ms() - last;
-            let running: Vec<(String, i64)> = self
-                .running
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .map(|(s, j)| (s.clone(), *j))
-                .collect();
-            if running.is_empty() || idle < window.0.as_millis() as i64 || reported_at == last {
+            let now = now_ms();
+            if now - last.max(acted_at) < window_ms {
                 continue;
             }
-            reported_at = last;
+            let running = self.in_flight();
+            if running.is_empty() {
+                continue;
+            }
+            acted_at = now;
+            let restart = self.pipeline.on_stall == OnStall::Restart;
+            let mut holders: Vec<String> = running.iter().map(|r| r.0.clone()).collect();
+            holders.dedup();
             self.ctx.emit(
                 Some(&self.pipeline.name),
                 EventKind::Stall {
                     pipeline: self.pipeline.name.clone(),
-                    idle_ms: idle as u64,
-                    jobs: running.iter().map(|r| r.1).collect(),
-                    replicas: running.iter().map(|r| r.0.clone()).collect(),
+                    idle_ms: (now - last) as u64,
+                    jobs: running.iter().map(|r| r.1.id).collect(),
+                    replicas: holders.clone(),
+                    restarted: restart,
                 },
             );
+            if restart {
+                self.restart_stalled(running).await;
+            }
+        }
+    }
+
+    /// Kills the stalled jobs (per-job) or restarts the replicas holding them (lease);
+    /// either way each job's attempt is counted as `stalled` and it is retried.
+    async fn restart_stalled(&self, running: Vec<(String, Job)>) {
+        if self.pipeline.mode == PipelineMode::PerJob {
+            let stops = self.stall_stops.lock().unwrap_or_else(|p| p.into_inner());
+            for (slot, _) in &running {
+                if let Some(stop) = stops.get(slot) {
+                    stop.notify_waiters();
+                }
+            }
+            return;
+        }
+        let mut restarted = std::collections::BTreeSet::new();
+        for (instance, job) in running {
+            let owner = format!("{}{instance}", self.owner_prefix);
+            let failure = failure(ExitClass::Stalled, &ExitClass::Stalled.to_string(), None);
+            self.finish(&owner, &job, Err(failure), false).await;
+            if restarted.insert(instance.clone()) {
+                if let Some(sup) = self.supervisor.clone() {
+                    tokio::spawn(async move {
+                        if let Err(e) = sup.restart(&instance).await {
+                            tracing::warn!("cannot restart {instance} after a stall: {e}");
+                        }
+                    });
+                }
+            }
         }
     }
 

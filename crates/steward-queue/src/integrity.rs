@@ -91,10 +91,22 @@ pub fn backup(store: &SqliteStore, keep: usize) -> Result<PathBuf, QueueError> {
         .to_string()
         .replace(':', "-");
     let dest = dir.join(format!("queue-{stamp}.db"));
-    store.backup_to(&dest)?;
-    for old in list_backups(store.path()).into_iter().skip(keep.max(1)) {
+    // Written under another name and renamed: a crash mid-copy never leaves a torn
+    // `queue-*.db` for `restore` to pick. The oldest are pruned before the rename, so no
+    // more than `keep` backups are ever there at once.
+    let partial = dir.join(format!("queue-{stamp}.db.partial"));
+    if let Err(e) = store.backup_to(&partial) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
+    for old in list_backups(store.path()).into_iter().skip(keep.max(1) - 1) {
         let _ = std::fs::remove_file(old.path);
     }
+    std::fs::rename(&partial, &dest).map_err(|source| QueueError::Io {
+        what: "cannot rename",
+        path: partial.clone(),
+        source,
+    })?;
     Ok(dest)
 }
 

@@ -24,16 +24,23 @@ pub struct JobRun {
     pub peak_memory: Option<u64>,
 }
 
+/// When steward kills a job's process: at its `timeout`, or when `stall` is notified
+/// (the stall watchdog, `on_stall = "restart"`).
+pub struct KillWhen<'a> {
+    pub timeout: Duration,
+    pub stall: &'a tokio::sync::Notify,
+}
+
 impl SupervisorContext {
     /// Runs `argv` once in `slot` (a replica of `inst`), with the replica's limits, CPUs and
-    /// environment; kills it at `timeout`.
+    /// environment; kills it as `kill` says.
     pub async fn run_job(
         &self,
         inst: &Instance,
         svc: &Service,
         slot: &str,
         argv: Vec<String>,
-        timeout: Duration,
+        kill: KillWhen<'_>,
         logs: &Arc<Mutex<LogFiles>>,
     ) -> JobRun {
         let failed = |reason: String| JobRun {
@@ -83,14 +90,20 @@ impl SupervisorContext {
         let pump =
             output::pump_with_tail(read_end, logs.clone(), slot.to_string(), Some(tail.clone()));
         tokio::pin!(exit_rx);
-        let (reaped, timed_out) = match tokio::time::timeout(timeout, &mut exit_rx).await {
-            Ok(r) => (r.ok(), false),
-            Err(_) => {
+        // Killed by steward: at its timeout, or when the stall watchdog says so.
+        let killed = tokio::select! {
+            r = &mut exit_rx => Err(r.ok()),
+            _ = tokio::time::sleep(kill.timeout) => Ok(ExitClass::TimedOut),
+            _ = kill.stall.notified() => Ok(ExitClass::Stalled),
+        };
+        let (reaped, killed) = match killed {
+            Err(reaped) => (reaped, None),
+            Ok(class) => {
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
                 if let Some(g) = &cgroup {
                     g.kill_all(Signal::SIGKILL);
                 }
-                (exit_rx.await.ok(), true)
+                (exit_rx.await.ok(), Some(class))
             }
         };
         let ran = started.elapsed();
@@ -104,11 +117,7 @@ impl SupervisorContext {
             ..Default::default()
         };
         let outcome = reaped.map_or(WaitOutcome::Signaled(libc::SIGKILL), |r| r.outcome);
-        let class = if timed_out {
-            ExitClass::TimedOut
-        } else {
-            classify(outcome, &evidence)
-        };
+        let class = killed.unwrap_or_else(|| classify(outcome, &evidence));
         crate::cleanup::kill_strays(
             cgroup.as_ref(),
             &unit,

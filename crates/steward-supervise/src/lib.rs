@@ -23,7 +23,7 @@ mod supervisor;
 
 pub use cgroup::{CgroupDriver, CgroupError};
 pub use health::Health;
-pub use job::JobRun;
+pub use job::{JobRun, KillWhen};
 pub use output::LogFiles;
 pub use reaper::Reaper;
 pub use spawn::preflight;

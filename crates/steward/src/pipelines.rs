@@ -14,9 +14,6 @@ use steward_supervise::SupervisorContext;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-/// Queue backups the agent keeps.
-const BACKUPS_KEPT: usize = 5;
-const BACKUP_EVERY: Duration = Duration::from_secs(600);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Running {
@@ -100,7 +97,8 @@ pub fn start(
             .cloned()
             .collect();
         let runner =
-            PipelineRunner::new(ctx.clone(), store.clone(), p.clone(), mine, run_id.clone());
+            PipelineRunner::new(ctx.clone(), store.clone(), p.clone(), mine, run_id.clone())
+                .with_supervisor(supervisor.clone());
         if let Some(sum) = runner.enqueue_inputs()? {
             tracing::info!("{}: inputs: {sum}", p.name);
         }
@@ -143,12 +141,15 @@ pub fn start(
     }
     {
         let store = store.clone();
+        let settings = config.queue;
         background.push(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(BACKUP_EVERY).await;
+                tokio::time::sleep(settings.backup_interval.0).await;
                 let s = store.clone();
-                match tokio::task::spawn_blocking(move || steward_queue::backup(&s, BACKUPS_KEPT))
-                    .await
+                match tokio::task::spawn_blocking(move || {
+                    steward_queue::backup(&s, settings.backups_kept)
+                })
+                .await
                 {
                     Ok(Ok(path)) => tracing::info!("queue backup: {}", path.display()),
                     Ok(Err(e)) => tracing::warn!("queue backup failed: {e}"),

@@ -121,3 +121,35 @@ Worker().run(handle, wait=5)
         "the hung replica was restarted: {events}"
     );
 }
+
+#[test]
+fn on_stall_restart_restarts_the_replica_holding_a_stalled_job() {
+    let dir = setup(
+        r#"
+import os, time
+from steward_worker import Worker
+os.makedirs("out", exist_ok=True)
+def handle(job):
+    if job.attempt == 1 and job.input.endswith("001.txt"):
+        time.sleep(3600)  # deadlocked; the client's thread still heartbeats, so only the stall watchdog sees it
+    open(os.path.join("out", os.path.basename(job.input)), "w").write("ok")
+Worker().run(handle, wait=5)
+"#,
+        "timeout = \"1h\"\nstall_timeout = \"1s\"\non_stall = \"restart\"\nmax_attempts = 3",
+        4,
+    );
+    let out = steward(&["run", "-f", "steward.toml", "--until-empty"], dir.path());
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("lw: 4 succeeded, 0 quarantined"), "{text}");
+    let events = std::fs::read_to_string(dir.path().join(".steward/events.jsonl")).unwrap();
+    assert!(
+        events.contains("\"event\":\"stall\"") && events.contains("\"restarted\":true"),
+        "{events}"
+    );
+    assert!(events.contains("\"class\":\"stalled\""), "{events}");
+    assert!(
+        events.contains("\"event\":\"stopping\""),
+        "the stalled replica was restarted: {events}"
+    );
+}

@@ -343,3 +343,83 @@ stall_timeout = "500ms"
         "{progress}"
     );
 }
+
+#[test]
+fn on_stall_restart_kills_a_stalled_job_and_retries_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(&dir.path().join("in"), 1);
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        r#"
+[pipelines.stuck]
+# The first attempt hangs (a deadlock, with no timeout for an hour); the retry works.
+command = ["sh", "-c", "if [ ! -e \"$3/tried\" ]; then touch \"$3/tried\"; sleep 3600; fi; cp \"$1\" \"$2\"", "job", "{input}", "{output_dir}/{name}", "."]
+inputs = ["in"]
+output_dir = "out"
+timeout = "1h"
+stall_timeout = "500ms"
+on_stall = "restart"
+backoff = { initial = "50ms", max = "100ms" }
+"#,
+    )
+    .unwrap();
+    let out = run(dir.path());
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("stuck: 1 succeeded, 0 quarantined"), "{text}");
+    let events: Vec<serde_json::Value> =
+        std::fs::read_to_string(dir.path().join(".steward/events.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+    let stall = events
+        .iter()
+        .find(|e| e["event"] == "stall")
+        .unwrap_or_else(|| panic!("no stall event: {events:?}"));
+    assert_eq!(stall["restarted"], true, "{stall}");
+    assert_eq!(stall["replicas"][0], "stuck", "{stall}");
+    let failed = events
+        .iter()
+        .find(|e| e["event"] == "job_failed")
+        .unwrap_or_else(|| panic!("no job_failed event: {events:?}"));
+    assert_eq!(failed["class"], "stalled", "{failed}");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("out")).unwrap().count(),
+        1
+    );
+}
+
+#[test]
+fn the_agent_backs_the_queue_up_every_backup_interval_and_keeps_the_newest() {
+    let agent = Agent::start(
+        r#"
+[queue]
+backup_interval = "1s"
+backups_kept = 2
+
+[pipelines.idle]
+command = ["true", "{input}"]
+"#,
+    );
+    let backups = agent.state_dir().join("backups");
+    let names = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&backups)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".db"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    wait_until("two backups", LONG, || names().len() >= 2);
+    let first = names();
+    wait_until("a third backup to replace the oldest", LONG, || {
+        let now = names();
+        assert!(now.len() <= 2, "only the newest 2 are kept: {now:?}");
+        now != first
+    });
+}
