@@ -230,3 +230,34 @@ fn a_torn_or_missing_wal_recovers_by_itself() {
         recovered.enqueue(vec![job("after-crash")]).unwrap();
     }
 }
+
+#[test]
+fn queue_names_with_quotes_or_a_nul_lease_only_their_own_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = SqliteStore::open(&dir.path().join("queue.db")).unwrap();
+    let names = [
+        "it's",
+        "a'); DROP TABLE jobs; --",
+        "nul\0name",
+        "nul",
+        "pdf",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        q.enqueue(vec![NewJob {
+            queue: name.to_string(),
+            ..job(&i.to_string())
+        }])
+        .unwrap();
+    }
+    for (i, name) in names.iter().enumerate() {
+        let leased = q.lease(name, "w", 60_000).unwrap().unwrap();
+        assert_eq!(
+            (leased.queue.as_str(), leased.key.as_str()),
+            (*name, i.to_string().as_str())
+        );
+        assert!(
+            q.lease(name, "w", 60_000).unwrap().is_none(),
+            "{name:?} has one job"
+        );
+    }
+}
