@@ -23,6 +23,7 @@ pub struct RawGateway {
     #[serde(default)]
     pub api_keys: Vec<String>,
     pub max_body: Option<ByteSize>,
+    pub client_timeout: Option<HumanDuration>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
     pub queue_timeout: Option<HumanDuration>,
@@ -104,6 +105,9 @@ pub struct Gateway {
     #[serde(skip)]
     pub api_keys: Vec<String>,
     pub max_body: ByteSize,
+    /// How long a client has to send its request head, and then its body: a slow-loris
+    /// client is cut off (head) or answered 408 (body).
+    pub client_timeout: HumanDuration,
     pub retry_budget: RetryBudget,
     pub routes: Vec<Route>,
 }
@@ -332,6 +336,7 @@ pub(crate) fn resolve(
         listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8000".into()),
         api_keys: keys,
         max_body: raw.max_body.unwrap_or(ByteSize(8 << 20)),
+        client_timeout: raw.client_timeout.unwrap_or(HumanDuration::secs(10)),
         retry_budget,
         routes,
     })

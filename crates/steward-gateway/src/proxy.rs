@@ -175,6 +175,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::spawn(state.clone().probe_loop(PROBE_EVERY, shutdown.clone()));
+    let client_timeout = state.cfg.client_timeout.0;
     loop {
         let stream = tokio::select! {
             a = listener.accept() => match a { Ok((s, _)) => s, Err(_) => continue },
@@ -188,15 +189,19 @@ pub async fn serve(
                 async move { Ok::<_, std::convert::Infallible>(handle(&state, req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
-                // A client that sends its headers too slowly is cut off (slow loris).
+                // A client that sends its headers too slowly is cut off (slow loris);
+                // headers over 64 KiB are answered 431.
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .max_buf_size(64 * 1024)
+                .header_read_timeout(client_timeout)
+                .max_buf_size(MAX_HEAD)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });
     }
 }
+
+/// The largest request head (line and headers) accepted.
+const MAX_HEAD: usize = 64 * 1024;
 
 /// How often each backend's health is checked.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
@@ -205,6 +210,23 @@ const COMPLETIONS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/
 
 async fn handle(state: &GatewayState, req: Request<Incoming>) -> Response<Body> {
     let received = Instant::now();
+    // hyper's buffer limit alone lets a head through when it arrives in one read.
+    let head_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if head_bytes > MAX_HEAD {
+        return error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "invalid_request_error",
+            format!(
+                "the request's headers are larger than {} KiB",
+                MAX_HEAD / 1024
+            ),
+        );
+    }
     let path = req.uri().path().to_string();
     if !state.cfg.api_keys.is_empty() && path != "/health" {
         let given = req
@@ -327,13 +349,29 @@ async fn forward(
     received: Instant,
 ) -> Response<Body> {
     let limit = state.cfg.max_body.bytes() as usize;
-    let body = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
+    let read_by = received + state.cfg.client_timeout.0;
+    let body = match tokio::time::timeout_at(
+        read_by,
+        Limited::new(req.into_body(), limit).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",
                 format!("the body is larger than max_body ({limit} bytes)"),
+            )
+        }
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                format!(
+                    "the body did not arrive within client_timeout ({:?})",
+                    state.cfg.client_timeout.0
+                ),
             )
         }
     };
@@ -590,6 +628,9 @@ async fn try_backend(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let mut upstream = resp.into_body();
+    if !out.stream && status.is_success() {
+        return whole_json(backend, rs, out, upstream, status, content_type, slot).await;
+    }
     // A stream's first byte is its first data event: until one comes, nothing has gone to
     // the client and the request can still move on. `: ping` comments before it are kept.
     let mut early = Vec::new();
@@ -668,6 +709,62 @@ async fn try_backend(
     builder
         .body(ChannelBody(rx).boxed())
         .map_err(|e| e.to_string())
+}
+
+/// Largest answer buffered whole (a non-streaming completion or a batch of embeddings).
+const MAX_ANSWER: usize = 256 << 20;
+
+/// A non-streaming answer, read whole (within `idle` between chunks and `total`) and
+/// checked to be JSON before any of it goes to the client: a backend that answers garbage
+/// fails over like one that answers 5xx, instead of handing the garbage on.
+async fn whole_json(
+    backend: &Backend,
+    rs: &RouteState,
+    out: &Outgoing<'_>,
+    mut upstream: Incoming,
+    status: StatusCode,
+    content_type: Option<hyper::header::HeaderValue>,
+    slot: Slot,
+) -> Result<Response<Body>, String> {
+    let idle = backend.timeouts.idle.0;
+    let mut bytes = Vec::new();
+    loop {
+        let by = out.deadline.min(Instant::now() + idle);
+        match tokio::time::timeout_at(by, upstream.frame()).await {
+            Err(_) => {
+                return Err(format!(
+                    "its answer stalled for {idle:?} (idle timeout) or ran past total"
+                ))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(format!("its answer broke off: {}", chain(&e))),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if bytes.len() + data.len() > MAX_ANSWER {
+                        return Err(format!("its answer is larger than {MAX_ANSWER} bytes"));
+                    }
+                    bytes.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    drop(slot);
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        let start = String::from_utf8_lossy(&bytes[..bytes.len().min(80)]).into_owned();
+        return Err(format!(
+            "answered {status} with a body that is not JSON ({e}): {start:?}"
+        ));
+    }
+    rs.metrics
+        .total
+        .observe(out.received.elapsed().as_secs_f64());
+    let mut builder = Response::builder()
+        .status(status)
+        .header("x-steward-backend", backend.url.as_str());
+    if let Some(ct) = content_type {
+        builder = builder.header("content-type", ct);
+    }
+    builder.body(full(bytes)).map_err(|e| e.to_string())
 }
 
 /// An error and its causes on one line ("client error (Connect): tcp connect error: …").

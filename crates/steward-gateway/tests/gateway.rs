@@ -25,6 +25,8 @@ enum Mode {
     PingOnly,
     /// Answers like `Ok`, after 300 ms.
     Slow,
+    /// 200 with an HTML page instead of JSON (a proxy's error page, say).
+    NotJson,
 }
 
 /// A mock backend; returns its URL. It stops when the runtime does.
@@ -54,6 +56,9 @@ async fn counted_backend(mode: Mode, name: &'static str) -> (String, Arc<AtomicU
                         let v: serde_json::Value =
                             serde_json::from_slice(&body).unwrap_or_default();
                         match mode {
+                            Mode::NotJson => Ok(Response::new(http_body_util::Either::Left(
+                                Full::new(Bytes::from("<html>502 Bad Gateway</html>")),
+                            ))),
                             Mode::Slow => {
                                 tokio::time::sleep(Duration::from_millis(300)).await;
                                 let out = serde_json::json!({ "backend": name });
@@ -716,4 +721,72 @@ async fn a_killed_primary_is_ejected_and_traffic_returns_once_its_probe_passes()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn a_backend_answering_non_json_fails_over_and_alone_is_a_502() {
+    let garbage = backend(Mode::NotJson, "garbage").await;
+    let good = backend(Mode::Ok, "good").await;
+    let (gw, _stop) = gateway(&format!(
+        "[gateway]\nretries = {{ rounds = 1 }}\n[[gateway.routes]]\nmodel = \"chat\"\nbackends = [{{ url = \"{garbage}\" }}, {{ url = \"{good}\", priority = 2 }}]\n[[gateway.routes]]\nmodel = \"only-garbage\"\nbackends = [{{ url = \"{garbage}\" }}]\n"
+    ))
+    .await;
+    let (status, body, _) = post(&gw, serde_json::json!({ "model": "chat" }), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"backend\":\"good\""), "{body}");
+    let (status, body, _) = post(&gw, serde_json::json!({ "model": "only-garbage" }), None).await;
+    assert_eq!(status, 502, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("the error is JSON");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("not JSON"),
+        "{body}"
+    );
+}
+
+/// Writes `bytes` to the gateway on a raw connection, then reads until it closes (10 s at
+/// most); what came back and how long it took.
+async fn raw_exchange(gw: &str, bytes: &[u8]) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(gw.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    c.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out)).await;
+    (String::from_utf8_lossy(&out).into_owned(), t.elapsed())
+}
+
+#[tokio::test]
+async fn slow_loris_clients_and_huge_headers_are_cut_off() {
+    let b = backend(Mode::Ok, "ok").await;
+    let (gw, _stop) = gateway(&format!(
+        "[gateway]\nclient_timeout = \"300ms\"\n[[gateway.routes]]\nmodel = \"chat\"\nbackends = [{{ url = \"{b}\" }}]\n"
+    ))
+    .await;
+    // Headers that never end: the connection is closed at client_timeout.
+    let (_, took) = raw_exchange(&gw, b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n").await;
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "closed after {took:?}"
+    );
+    // A body that never ends: 408 in OpenAI's shape.
+    let (answer, took) = raw_exchange(
+        &gw,
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{\"model\"",
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "after {took:?}: {answer}"
+    );
+    assert!(answer.contains("client_timeout"), "{answer}");
+    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    // Headers over 64 KiB: 431.
+    let huge = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let (answer, _) = raw_exchange(&gw, huge.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.200}");
 }
