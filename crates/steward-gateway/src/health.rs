@@ -24,6 +24,9 @@ pub enum Probe {
 struct State {
     failures: u32,
     ejected_until: Option<Instant>,
+    /// A 429's Retry-After: not ended by a passing probe (the server is up, but asked
+    /// for a pause).
+    held_until: Option<Instant>,
     cooldown: Duration,
     probe: Probe,
     /// Why it is down, when the supervisor says so.
@@ -38,6 +41,7 @@ impl Default for Health {
         Health(Mutex::new(State {
             failures: 0,
             ejected_until: None,
+            held_until: None,
             cooldown: FIRST_COOLDOWN,
             probe: Probe::Up,
             note: None,
@@ -53,7 +57,10 @@ impl Health {
     /// Whether requests may go to this backend now.
     pub fn routable(&self) -> bool {
         let s = self.lock();
-        s.probe == Probe::Up && s.ejected_until.is_none_or(|t| Instant::now() >= t)
+        let now = Instant::now();
+        s.probe == Probe::Up
+            && s.ejected_until.is_none_or(|t| now >= t)
+            && s.held_until.is_none_or(|t| now >= t)
     }
 
     pub fn success(&self) {
@@ -81,7 +88,7 @@ impl Health {
     pub fn hold_off(&self, wait: Duration) {
         let mut s = self.lock();
         let until = Instant::now() + wait;
-        s.ejected_until = Some(s.ejected_until.map_or(until, |t| t.max(until)));
+        s.held_until = Some(s.held_until.map_or(until, |t| t.max(until)));
     }
 
     /// A probe's answer (`note`: why it is down, in words). A passing probe ends an
@@ -98,11 +105,15 @@ impl Health {
 
     pub fn describe(&self) -> String {
         let s = self.lock();
-        let word = match (s.probe, s.ejected_until.is_some_and(|t| Instant::now() < t)) {
-            (Probe::Up, false) => "up",
-            (Probe::Up, true) => "ejected",
-            (Probe::Loading, _) => "loading",
-            (Probe::Down, _) => "down",
+        let now = Instant::now();
+        let ejected = s.ejected_until.is_some_and(|t| now < t);
+        let held = s.held_until.is_some_and(|t| now < t);
+        let word = match (s.probe, ejected, held) {
+            (Probe::Up, false, false) => "up",
+            (Probe::Up, true, _) => "ejected",
+            (Probe::Up, false, true) => "held off (429 Retry-After)",
+            (Probe::Loading, _, _) => "loading",
+            (Probe::Down, _, _) => "down",
         };
         match &s.note {
             Some(n) if s.probe != Probe::Up => format!("{word} ({n})"),

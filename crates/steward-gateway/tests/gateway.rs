@@ -27,6 +27,10 @@ enum Mode {
     Slow,
     /// 200 with an HTML page instead of JSON (a proxy's error page, say).
     NotJson,
+    /// 429 with `Retry-After: 30` on completions; /health is fine.
+    TooMany,
+    /// /health answers 503 (a model still loading); completions would work.
+    Loading,
 }
 
 /// A mock backend; returns its URL. It stops when the runtime does.
@@ -52,10 +56,24 @@ async fn counted_backend(mode: Mode, name: &'static str) -> (String, Arc<AtomicU
                         if req.uri().path() != "/health" {
                             counter.fetch_add(1, Ordering::SeqCst);
                         }
+                        let health = req.uri().path() == "/health";
                         let body = req.into_body().collect().await.unwrap().to_bytes();
                         let v: serde_json::Value =
                             serde_json::from_slice(&body).unwrap_or_default();
                         match mode {
+                            Mode::TooMany if !health => Ok(Response::builder()
+                                .status(429)
+                                .header("retry-after", "30")
+                                .body(http_body_util::Either::Left(Full::new(Bytes::from(
+                                    "{\"error\":\"slow down\"}",
+                                ))))
+                                .unwrap()),
+                            Mode::Loading if health => Ok(Response::builder()
+                                .status(503)
+                                .body(http_body_util::Either::Left(Full::new(Bytes::from(
+                                    "loading",
+                                ))))
+                                .unwrap()),
                             Mode::NotJson => Ok(Response::new(http_body_util::Either::Left(
                                 Full::new(Bytes::from("<html>502 Bad Gateway</html>")),
                             ))),
@@ -96,7 +114,7 @@ async fn counted_backend(mode: Mode, name: &'static str) -> (String, Arc<AtomicU
                                     ))))
                                     .unwrap(),
                             ),
-                            Mode::Ok => {
+                            Mode::Ok | Mode::TooMany | Mode::Loading => {
                                 let out =
                                     serde_json::json!({ "backend": name, "model": v["model"] });
                                 Ok(Response::new(http_body_util::Either::Left(Full::new(
@@ -789,4 +807,51 @@ async fn slow_loris_clients_and_huge_headers_are_cut_off() {
     );
     let (answer, _) = raw_exchange(&gw, huge.as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.200}");
+}
+
+#[tokio::test]
+async fn a_429_fails_over_and_holds_its_backend_off_for_retry_after() {
+    let (busy, busy_hits) = counted_backend(Mode::TooMany, "busy").await;
+    let other = backend(Mode::Ok, "other").await;
+    let (gw, _stop) = gateway(&format!(
+        "[gateway]\n[[gateway.routes]]\nmodel = \"chat\"\nbackends = [{{ url = \"{busy}\" }}, {{ url = \"{other}\", priority = 2 }}]\n"
+    ))
+    .await;
+    // Probes of the busy backend pass (it is up) while requests go on: the hold-off stays.
+    for _ in 0..6 {
+        let (s, body, _) = post(&gw, serde_json::json!({ "model": "chat" }), None).await;
+        assert_eq!(s, 200, "{body}");
+        assert!(body.contains("\"backend\":\"other\""), "{body}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(
+        busy_hits.load(Ordering::SeqCst),
+        1,
+        "nothing more went to the backend that asked for 30 s"
+    );
+    let (_, health) = get(&format!("{gw}/health")).await;
+    assert!(health.contains("held off (429 Retry-After)"), "{health}");
+}
+
+#[tokio::test]
+async fn a_backend_still_loading_is_not_routed_to() {
+    let (loading, loading_hits) = counted_backend(Mode::Loading, "loading").await;
+    let ready = backend(Mode::Ok, "ready").await;
+    let (gw, _stop) = gateway(&format!(
+        "[gateway]\n[[gateway.routes]]\nmodel = \"chat\"\nbackends = [{{ url = \"{loading}\" }}, {{ url = \"{ready}\", priority = 2 }}]\n"
+    ))
+    .await;
+    wait_for_metric(
+        &gw,
+        &format!("steward_gateway_backend_up{{backend=\"{loading}\"}} 0"),
+    )
+    .await;
+    for _ in 0..5 {
+        let (s, body, _) = post(&gw, serde_json::json!({ "model": "chat" }), None).await;
+        assert_eq!(s, 200, "{body}");
+        assert!(body.contains("\"backend\":\"ready\""), "{body}");
+    }
+    assert_eq!(loading_hits.load(Ordering::SeqCst), 0);
+    let (_, health) = get(&format!("{gw}/health")).await;
+    assert!(health.contains("\"state\":\"loading\""), "{health}");
 }

@@ -423,3 +423,83 @@ command = ["true", "{input}"]
         now != first
     });
 }
+
+#[test]
+fn file_names_with_spaces_quotes_substitutions_and_newlines_are_just_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    let names = [
+        "with space.txt",
+        "it's \"quoted\".txt",
+        "$(touch PWNED) `touch PWNED2`.txt",
+        "new\nline.txt",
+        "-dash-first.txt",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        std::fs::write(inputs.join(n), format!("content {i}\n")).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        r#"
+[pipelines.names]
+# No shell: each argv element is filled in on its own.
+command = ["cp", "--", "{input}", "{output_dir}/{name}"]
+inputs = ["in"]
+output_dir = "out"
+expect_output = "{output_dir}/{name}"
+"#,
+    )
+    .unwrap();
+    let out = run(dir.path());
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("names: 5 succeeded, 0 quarantined"), "{text}");
+    for (i, n) in names.iter().enumerate() {
+        let copied = std::fs::read_to_string(dir.path().join("out").join(n))
+            .unwrap_or_else(|e| panic!("{n:?}: {e}"));
+        assert_eq!(copied, format!("content {i}\n"));
+    }
+    for pwned in ["PWNED", "PWNED2", "in/PWNED", "out/PWNED"] {
+        assert!(
+            !dir.path().join(pwned).exists(),
+            "a file name was run as a command"
+        );
+    }
+}
+
+#[test]
+fn a_job_that_runs_out_of_memory_is_classified_oom_killed() {
+    if !require_cgroups("a_job_that_runs_out_of_memory_is_classified_oom_killed") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(&dir.path().join("in"), 1);
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        r#"
+[pipelines.hog]
+# Grows by 8 MiB steps until the kernel kills it at the slot's 64 MiB limit.
+command = ["python3", "-c", "import time\nx=[]\nwhile True:\n    x.append(bytearray(8<<20)); time.sleep(0.01)", "{input}"]
+inputs = ["in"]
+memory = "64MiB"
+max_attempts = 1
+"#,
+    )
+    .unwrap();
+    let out = run(dir.path());
+    let text = stdout(&out);
+    assert!(
+        text.contains("hog: 0 succeeded, 1 quarantined"),
+        "{text}\n{}",
+        stderr(&out)
+    );
+    let events = std::fs::read_to_string(dir.path().join(".steward/events.jsonl")).unwrap();
+    let failed: serde_json::Value = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "job_failed")
+        .unwrap_or_else(|| panic!("no job_failed: {events}"));
+    assert_eq!(failed["class"], "oom_killed", "{failed}");
+    assert_eq!(failed["limit"], 64u64 << 20, "{failed}");
+}
