@@ -90,27 +90,33 @@ Worker().run(handle, wait=5)
     assert_ne!(owners[0], owners[1], "the retry went to the other replica");
 }
 
-#[test]
-fn a_job_past_its_timeout_restarts_its_replica_and_is_retried() {
-    let dir = setup(
-        r#"
+/// A worker whose first try of `001.txt` never returns (its heartbeats still go out, from
+/// the client's thread); every other try writes its output.
+const HANGS_ON_FIRST_TRY: &str = r#"
 import os, time
 from steward_worker import Worker
 os.makedirs("out", exist_ok=True)
 def handle(job):
     if job.attempt == 1 and job.input.endswith("001.txt"):
-        time.sleep(1000)  # hangs: steward must restart this replica
+        time.sleep(3600)
     open(os.path.join("out", os.path.basename(job.input)), "w").write("ok")
 Worker().run(handle, wait=5)
-"#,
-        "timeout = \"1s\"\nmax_attempts = 3",
-        4,
-    );
-    let out = steward(&["run", "-f", "steward.toml", "--until-empty"], dir.path());
+"#;
+
+/// `steward run --until-empty` in `dir`, which must succeed with all 4 inputs done; the
+/// events it left.
+fn run_all_four(dir: &std::path::Path) -> String {
+    let out = steward(&["run", "-f", "steward.toml", "--until-empty"], dir);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(text.contains("lw: 4 succeeded, 0 quarantined"), "{text}");
-    let events = std::fs::read_to_string(dir.path().join(".steward/events.jsonl")).unwrap();
+    std::fs::read_to_string(dir.join(".steward/events.jsonl")).unwrap()
+}
+
+#[test]
+fn a_job_past_its_timeout_restarts_its_replica_and_is_retried() {
+    let dir = setup(HANGS_ON_FIRST_TRY, "timeout = \"1s\"\nmax_attempts = 3", 4);
+    let events = run_all_four(dir.path());
     assert!(
         events.contains("\"event\":\"job_failed\",\"job\":2")
             && events.contains("\"class\":\"timed_out\""),
@@ -124,25 +130,13 @@ Worker().run(handle, wait=5)
 
 #[test]
 fn on_stall_restart_restarts_the_replica_holding_a_stalled_job() {
+    // No timeout for an hour and heartbeats keep coming: only the stall watchdog sees it.
     let dir = setup(
-        r#"
-import os, time
-from steward_worker import Worker
-os.makedirs("out", exist_ok=True)
-def handle(job):
-    if job.attempt == 1 and job.input.endswith("001.txt"):
-        time.sleep(3600)  # deadlocked; the client's thread still heartbeats, so only the stall watchdog sees it
-    open(os.path.join("out", os.path.basename(job.input)), "w").write("ok")
-Worker().run(handle, wait=5)
-"#,
+        HANGS_ON_FIRST_TRY,
         "timeout = \"1h\"\nstall_timeout = \"1s\"\non_stall = \"restart\"\nmax_attempts = 3",
         4,
     );
-    let out = steward(&["run", "-f", "steward.toml", "--until-empty"], dir.path());
-    let text = stdout(&out);
-    assert!(out.status.success(), "{text}\n{}", stderr(&out));
-    assert!(text.contains("lw: 4 succeeded, 0 quarantined"), "{text}");
-    let events = std::fs::read_to_string(dir.path().join(".steward/events.jsonl")).unwrap();
+    let events = run_all_four(dir.path());
     assert!(
         events.contains("\"event\":\"stall\"") && events.contains("\"restarted\":true"),
         "{events}"

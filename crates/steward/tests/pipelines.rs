@@ -27,6 +27,16 @@ fn queue_cli(dir: &Path, args: &[&str]) -> std::process::Output {
     steward(&full, dir)
 }
 
+/// The first event of `kind` the run in `dir` left in its events.jsonl.
+fn first_event(dir: &Path, kind: &str) -> serde_json::Value {
+    let events = std::fs::read_to_string(dir.join(".steward/events.jsonl")).unwrap();
+    events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} event in {events}"))
+}
+
 fn json_of(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
 }
@@ -319,12 +329,7 @@ stall_timeout = "500ms"
     .unwrap();
     let out = run(dir.path());
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    let events = std::fs::read_to_string(dir.path().join(".steward/events.jsonl")).unwrap();
-    let stall: serde_json::Value = events
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|e| e["event"] == "stall")
-        .unwrap_or_else(|| panic!("no stall event: {events}"));
+    let stall = first_event(dir.path(), "stall");
     assert_eq!(stall["pipeline"], "stuck");
     assert_eq!(stall["jobs"].as_array().unwrap().len(), 2, "{stall}");
     let mut replicas: Vec<String> = stall["replicas"]
@@ -367,22 +372,10 @@ backoff = { initial = "50ms", max = "100ms" }
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(text.contains("stuck: 1 succeeded, 0 quarantined"), "{text}");
-    let events: Vec<serde_json::Value> =
-        std::fs::read_to_string(dir.path().join(".steward/events.jsonl"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-    let stall = events
-        .iter()
-        .find(|e| e["event"] == "stall")
-        .unwrap_or_else(|| panic!("no stall event: {events:?}"));
+    let stall = first_event(dir.path(), "stall");
     assert_eq!(stall["restarted"], true, "{stall}");
     assert_eq!(stall["replicas"][0], "stuck", "{stall}");
-    let failed = events
-        .iter()
-        .find(|e| e["event"] == "job_failed")
-        .unwrap_or_else(|| panic!("no job_failed event: {events:?}"));
+    let failed = first_event(dir.path(), "job_failed");
     assert_eq!(failed["class"], "stalled", "{failed}");
     assert_eq!(
         std::fs::read_dir(dir.path().join("out")).unwrap().count(),
@@ -494,12 +487,7 @@ max_attempts = 1
         "{text}\n{}",
         stderr(&out)
     );
-    let events = std::fs::read_to_string(dir.path().join(".steward/events.jsonl")).unwrap();
-    let failed: serde_json::Value = events
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|e| e["event"] == "job_failed")
-        .unwrap_or_else(|| panic!("no job_failed: {events}"));
+    let failed = first_event(dir.path(), "job_failed");
     assert_eq!(failed["class"], "oom_killed", "{failed}");
     assert_eq!(failed["limit"], 64u64 << 20, "{failed}");
 }
