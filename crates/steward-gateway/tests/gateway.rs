@@ -855,3 +855,72 @@ async fn a_backend_still_loading_is_not_routed_to() {
     let (_, health) = get(&format!("{gw}/health")).await;
     assert!(health.contains("\"state\":\"loading\""), "{health}");
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_a_non_streaming_request_cancels_it_upstream() {
+    use std::sync::atomic::AtomicBool;
+    // A backend that never answers and notes when its request is dropped (the gateway
+    // closed the connection).
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let flag = cancelled.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let flag = flag.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let flag = flag.clone();
+                    async move {
+                        if req.uri().path() != "/health" {
+                            let _armed = Flag(flag);
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                        }
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("{}"))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let (gw, _stop) = gateway(&format!(
+        "[gateway]\n[[gateway.routes]]\nmodel = \"chat\"\nbackends = [{{ url = \"{url}\" }}]\n"
+    ))
+    .await;
+    wait_for_metric(
+        &gw,
+        &format!("steward_gateway_backend_up{{backend=\"{url}\"}} 1"),
+    )
+    .await;
+    let gw2 = gw.clone();
+    let client =
+        tokio::spawn(async move { post(&gw2, serde_json::json!({ "model": "chat" }), None).await });
+    wait_for_metric(
+        &gw,
+        &format!("steward_gateway_in_flight{{backend=\"{url}\"}} 1"),
+    )
+    .await;
+    client.abort(); // the client goes away mid-request
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cancelled.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the backend still holds the request of a client that left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for_metric(
+        &gw,
+        &format!("steward_gateway_in_flight{{backend=\"{url}\"}} 0"),
+    )
+    .await;
+}
