@@ -491,3 +491,39 @@ max_attempts = 1
     assert_eq!(failed["class"], "oom_killed", "{failed}");
     assert_eq!(failed["limit"], 64u64 << 20, "{failed}");
 }
+
+#[test]
+fn queue_commands_work_while_the_agent_runs_and_it_drains_what_they_add() {
+    let agent = Agent::start(
+        r#"
+[pipelines.docs]
+command = ["cp", "{input}", "{output_dir}/{name}"]
+output_dir = "out"
+replicas = 2
+"#,
+    );
+    write_inputs(&agent.path().join("in"), 30);
+    // The CLI opens queue.db beside the running agent; SQLite's locking keeps them apart.
+    let out = queue_cli(agent.path(), &["add", "docs", "in"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("docs: 30 enqueued"),
+        "{}",
+        stdout(&out)
+    );
+    wait_until("the agent to run every added job", LONG, || {
+        let stats = json_of(&queue_cli(agent.path(), &["stats", "docs", "--json"]));
+        stats["counts"]["succeeded"] == 30
+    });
+    assert_eq!(
+        std::fs::read_dir(agent.path().join("out")).unwrap().count(),
+        30
+    );
+    // Adding the same files again while it runs: nothing new, every one already done.
+    let out = queue_cli(agent.path(), &["add", "docs", "in"]);
+    assert!(
+        stdout(&out).contains("0 enqueued, 0 already queued, 30 already done"),
+        "{}",
+        stdout(&out)
+    );
+}
