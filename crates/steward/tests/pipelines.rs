@@ -16,6 +16,14 @@ fn write_inputs(dir: &Path, n: usize) {
     }
 }
 
+/// A temp dir with `n` small inputs in `in/` and `toml` as its steward.toml.
+fn with_inputs(n: usize, toml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(&dir.path().join("in"), n);
+    std::fs::write(dir.path().join("steward.toml"), toml).unwrap();
+    dir
+}
+
 fn run(dir: &Path) -> std::process::Output {
     steward(&["run", "-f", "steward.toml", "--until-empty"], dir)
 }
@@ -107,10 +115,8 @@ quarantine_dir = "quarantine"
 
 #[test]
 fn a_hung_worker_is_killed_at_the_timeout_and_the_job_retried() {
-    let dir = tempfile::tempdir().unwrap();
-    write_inputs(&dir.path().join("in"), 3);
-    std::fs::write(
-        dir.path().join("steward.toml"),
+    let dir = with_inputs(
+        3,
         r#"
 [pipelines.slow]
 # The first attempt at each job hangs forever; the second works.
@@ -121,8 +127,7 @@ replicas = 3
 timeout = "300ms"
 backoff = { initial = "10ms", max = "10ms" }
 "#,
-    )
-    .unwrap();
+    );
     let out = run(dir.path());
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert!(
@@ -312,10 +317,8 @@ input_root = "in"
 
 #[test]
 fn a_stall_is_reported_with_its_jobs_and_progress_json_tracks_the_run() {
-    let dir = tempfile::tempdir().unwrap();
-    write_inputs(&dir.path().join("in"), 2);
-    std::fs::write(
-        dir.path().join("steward.toml"),
+    let dir = with_inputs(
+        2,
         r#"
 [pipelines.stuck]
 # Every job takes 2 s: with a 500 ms stall window, nothing completes in time.
@@ -325,8 +328,7 @@ output_dir = "out"
 replicas = 2
 stall_timeout = "500ms"
 "#,
-    )
-    .unwrap();
+    );
     let out = run(dir.path());
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let stall = first_event(dir.path(), "stall");
@@ -351,14 +353,12 @@ stall_timeout = "500ms"
 
 #[test]
 fn on_stall_restart_kills_a_stalled_job_and_retries_it() {
-    let dir = tempfile::tempdir().unwrap();
-    write_inputs(&dir.path().join("in"), 1);
-    std::fs::write(
-        dir.path().join("steward.toml"),
+    let dir = with_inputs(
+        1,
         r#"
 [pipelines.stuck]
 # The first attempt hangs (a deadlock, with no timeout for an hour); the retry works.
-command = ["sh", "-c", "if [ ! -e \"$3/tried\" ]; then touch \"$3/tried\"; sleep 3600; fi; cp \"$1\" \"$2\"", "job", "{input}", "{output_dir}/{name}", "."]
+command = ["sh", "-c", "if [ \"$3\" = 1 ]; then sleep 3600; fi; cp \"$1\" \"$2\"", "job", "{input}", "{output_dir}/{name}", "{attempt}"]
 inputs = ["in"]
 output_dir = "out"
 timeout = "1h"
@@ -366,8 +366,7 @@ stall_timeout = "500ms"
 on_stall = "restart"
 backoff = { initial = "50ms", max = "100ms" }
 "#,
-    )
-    .unwrap();
+    );
     let out = run(dir.path());
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
@@ -466,10 +465,8 @@ fn a_job_that_runs_out_of_memory_is_classified_oom_killed() {
     if !require_cgroups("a_job_that_runs_out_of_memory_is_classified_oom_killed") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    write_inputs(&dir.path().join("in"), 1);
-    std::fs::write(
-        dir.path().join("steward.toml"),
+    let dir = with_inputs(
+        1,
         r#"
 [pipelines.hog]
 # Grows by 8 MiB steps until the kernel kills it at the slot's 64 MiB limit.
@@ -478,8 +475,7 @@ inputs = ["in"]
 memory = "64MiB"
 max_attempts = 1
 "#,
-    )
-    .unwrap();
+    );
     let out = run(dir.path());
     let text = stdout(&out);
     assert!(
