@@ -110,7 +110,7 @@ impl Metrics {
         );
         registry.register(
             "first_byte_seconds",
-            "Time from sending a request to the backend to its response head",
+            "Time from sending a request to the backend to what the client gets first: a stream's first data event, or a whole non-streaming answer (read and checked before it is passed on)",
             m.first_byte.clone(),
         );
         registry.register(
