@@ -401,42 +401,52 @@ async fn keys_and_bad_input_get_openai_errors() {
         "[gateway]\napi_keys = [\"sk-right\"]\nmax_body = \"1KiB\"\n[[gateway.routes]]\nmodel = \"chat\"\nbackends = [{{ url = \"{b}\" }}]\n"
     ))
     .await;
-    let (s, body, _) = post(&gw, serde_json::json!({ "model": "chat" }), None).await;
-    assert_eq!(s, 401, "{body}");
-    let (s, _, _) = post(
-        &gw,
-        serde_json::json!({ "model": "chat" }),
-        Some("sk-wrong"),
-    )
-    .await;
-    assert_eq!(s, 401);
-    let (s, _, _) = post(
-        &gw,
-        serde_json::json!({ "model": "chat" }),
-        Some("sk-right"),
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, body, _) = post(
-        &gw,
-        serde_json::json!({ "model": "nope" }),
-        Some("sk-right"),
-    )
-    .await;
-    assert_eq!(s, 404);
-    assert!(
-        body.contains("model_not_found") && body.contains("routes: chat"),
-        "{body}"
-    );
-    let (s, _, _) = post(&gw, serde_json::json!({ "messages": [] }), Some("sk-right")).await;
-    assert_eq!(s, 400);
-    let (s, _, _) = post(
-        &gw,
-        serde_json::json!({ "model": "chat", "pad": "x".repeat(4096) }),
-        Some("sk-right"),
-    )
-    .await;
-    assert_eq!(s, 413);
+    // (key, body, status, what the answer must say)
+    let cases = [
+        (
+            None,
+            serde_json::json!({ "model": "chat" }),
+            401,
+            &["API key"][..],
+        ),
+        (
+            Some("sk-wrong"),
+            serde_json::json!({ "model": "chat" }),
+            401,
+            &["API key"],
+        ),
+        (
+            Some("sk-right"),
+            serde_json::json!({ "model": "chat" }),
+            200,
+            &["\"backend\":\"ok\""],
+        ),
+        (
+            Some("sk-right"),
+            serde_json::json!({ "model": "nope" }),
+            404,
+            &["model_not_found", "routes: chat"],
+        ),
+        (
+            Some("sk-right"),
+            serde_json::json!({ "messages": [] }),
+            400,
+            &["has no"],
+        ),
+        (
+            Some("sk-right"),
+            serde_json::json!({ "model": "chat", "pad": "x".repeat(4096) }),
+            413,
+            &["max_body"],
+        ),
+    ];
+    for (key, request, status, says) in cases {
+        let (s, body, _) = post(&gw, request.clone(), key).await;
+        assert_eq!(s, status, "{request}: {body}");
+        for part in says {
+            assert!(body.contains(part), "{request}: no {part:?} in {body}");
+        }
+    }
     let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
     let req = Request::post(format!("{gw}/v1/chat/completions"))
         .header("authorization", "Bearer sk-right")
