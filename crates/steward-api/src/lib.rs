@@ -1,15 +1,19 @@
-//! The control plane of one state dir. An agent holds [`StateDirLock`] and serves
-//! [`Request`]s on `steward.sock` (mode 0600) as JSON lines; the CLI is a [`Client`].
+//! The control plane of one state dir, and its wire format. An agent holds
+//! [`StateDirLock`] and serves [`Request`]s on `steward.sock` (mode 0600) as JSON lines;
+//! the CLI is a [`Client`]. The types on the socket ([`ServiceStatus`] and the rest) are
+//! defined here, so that the runtime produces them and every reader shares them.
 
 mod client;
 mod lock;
 mod protocol;
 mod server;
+mod status;
 
 pub use client::Client;
 pub use lock::{bind_socket, StateDirLock};
 pub use protocol::{AgentInfo, PsReply, Request, Response};
 pub use server::{serve, Incoming};
+pub use status::{Health, ServiceState, ServiceStatus};
 
 use std::path::PathBuf;
 

@@ -1,5 +1,5 @@
+use crate::ServiceStatus;
 use serde::{Deserialize, Serialize};
-use steward_supervise::ServiceStatus;
 
 /// One request per line on the socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

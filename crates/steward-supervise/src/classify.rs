@@ -9,24 +9,40 @@ pub enum WaitOutcome {
     Signaled(i32),
 }
 
+/// Why steward itself ended a run, when it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KilledBy {
+    /// A stop or restart was asked for (or the agent is stopping).
+    Stop,
+    /// Its health checks failed `liveness_failures` times after it had been healthy.
+    Unhealthy,
+    /// steward's RSS watchdog found it over a soft memory limit.
+    Watchdog,
+    /// A job ran past its `timeout`.
+    Timeout,
+    /// Its pipeline stalled and `on_stall = "restart"` killed it.
+    Stall,
+}
+
 /// Everything known at exit time.
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {
-    /// steward itself asked it to stop.
-    pub stop_requested: bool,
+    pub killed_by: Option<KilledBy>,
     /// OOM kills counted in the service's cgroup during this run.
     pub cgroup_oom_kills: u64,
-    /// steward's RSS watchdog killed it for exceeding a soft limit.
-    pub watchdog_killed: bool,
-    /// steward killed it after its health checks failed `liveness_failures` times.
-    pub killed_unhealthy: bool,
     pub memory_limit: Option<u64>,
     pub memory_peak: Option<u64>,
 }
 
 pub fn classify(outcome: WaitOutcome, ev: &Evidence) -> ExitClass {
     let failed = !matches!(outcome, WaitOutcome::Exited(0));
-    if ev.watchdog_killed {
+    // A job's time limit and a stall are what ended it, whatever it was doing then.
+    match ev.killed_by {
+        Some(KilledBy::Timeout) => return ExitClass::TimedOut,
+        Some(KilledBy::Stall) => return ExitClass::Stalled,
+        _ => {}
+    }
+    if ev.killed_by == Some(KilledBy::Watchdog) {
         return ExitClass::OomKilled {
             limit: ev.memory_limit,
             peak: ev.memory_peak,
@@ -42,11 +58,10 @@ pub fn classify(outcome: WaitOutcome, ev: &Evidence) -> ExitClass {
             source: OomSource::Kernel,
         };
     }
-    if ev.killed_unhealthy {
-        return ExitClass::KilledUnhealthy;
-    }
-    if ev.stop_requested {
-        return ExitClass::Stopped;
+    match ev.killed_by {
+        Some(KilledBy::Unhealthy) => return ExitClass::KilledUnhealthy,
+        Some(KilledBy::Stop) => return ExitClass::Stopped,
+        _ => {}
     }
     match outcome {
         WaitOutcome::Exited(code) => ExitClass::Exited { code },
@@ -88,7 +103,7 @@ mod tests {
             ExitClass::signaled(9)
         );
         let stop = Evidence {
-            stop_requested: true,
+            killed_by: Some(KilledBy::Stop),
             ..Default::default()
         };
         assert_eq!(
@@ -99,5 +114,15 @@ mod tests {
             classify(WaitOutcome::Exited(3), &Evidence::default()),
             ExitClass::Exited { code: 3 }
         );
+    }
+
+    #[test]
+    fn a_jobs_timeout_names_the_end_even_with_an_oom_on_the_way() {
+        let ev = Evidence {
+            killed_by: Some(KilledBy::Timeout),
+            cgroup_oom_kills: 1,
+            ..Default::default()
+        };
+        assert_eq!(classify(WaitOutcome::Signaled(9), &ev), ExitClass::TimedOut);
     }
 }

@@ -1,28 +1,10 @@
 //! Health: the state machine (pure, compose's semantics) and the three probes.
 
 use crate::reaper::Reaper;
-use serde::{Deserialize, Serialize};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use steward_api::Health;
 use steward_config::{HealthCheck, Probe};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    Starting,
-    Healthy,
-    Unhealthy,
-}
-
-impl std::fmt::Display for Health {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Health::Starting => "starting",
-            Health::Healthy => "healthy",
-            Health::Unhealthy => "unhealthy",
-        })
-    }
-}
 
 /// One probe's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

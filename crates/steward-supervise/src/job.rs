@@ -1,18 +1,20 @@
 //! One job as one process: the per-job pipeline mode. The process runs in its slot's
-//! cgroup with the slot's limits, is killed (the whole group) at its timeout, and ends with
-//! the same classification a service would get.
+//! cgroup with the slot's limits, is killed (the whole group) at its timeout or when the
+//! stall watchdog says so, and ends with the same classification a service would get.
 
-use crate::cgroup::{CgroupLimits, ServiceCgroup};
-use crate::classify::{classify, Evidence, WaitOutcome};
-use crate::output::{self, LogFiles, Tail};
-use crate::{spawn, SupervisorContext};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use crate::classify::KilledBy;
+use crate::context::SupervisorContext;
+use crate::execution::{Execution, Spec, Watched};
+use crate::output::LogFiles;
+use nix::sys::signal::Signal;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use steward_config::Service;
 use steward_events::ExitClass;
 use steward_plan::Instance;
+
+/// How much of a job's output is kept for its failure report.
+pub const TAIL_BYTES: usize = 4096;
 
 /// How a job's process ended.
 #[derive(Debug, Clone)]
@@ -43,104 +45,46 @@ impl SupervisorContext {
         kill: KillWhen<'_>,
         logs: &Arc<Mutex<LogFiles>>,
     ) -> JobRun {
-        let failed = |reason: String| JobRun {
-            class: ExitClass::SpawnFailed { reason },
-            ran: Duration::ZERO,
-            output_tail: String::new(),
-            peak_memory: None,
-        };
-        let limits = CgroupLimits {
-            memory: svc.memory.map(|m| m.bytes()),
-            memory_swap: svc.memory_swap.map(|m| m.bytes()),
-            pids_max: svc.pids_max,
-            cpus: inst.cpus.clone(),
-        };
-        let cgroup = match self.cgroups.create(slot, &limits) {
-            Ok(g) => g,
-            Err(e) => return failed(e.to_string()),
-        };
-        let (read_end, write_end) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-            Ok(p) => p,
-            Err(e) => return failed(format!("cannot create the output pipe: {e}")),
-        };
-        let unit = format!("{}/{slot}", self.agent_id);
-        let mut job_svc = svc.clone();
-        job_svc.argv = argv;
         let mut env = inst.env.clone();
         env.insert("STEWARD_SERVICE".into(), slot.to_string());
-        let mut cmd = match spawn::build(
-            &job_svc,
-            inst.cpus.as_deref(),
-            &env,
-            &unit,
-            cgroup.as_ref(),
-            write_end,
-        ) {
-            Ok(c) => c,
-            Err(reason) => return failed(reason),
+        let spec = Spec {
+            name: slot,
+            svc,
+            argv: &argv,
+            cpus: inst.cpus.as_deref(),
+            env: &env,
+            logs: logs.clone(),
+            keep_tail: TAIL_BYTES,
+            strays: (Signal::SIGKILL, Duration::from_secs(1)),
         };
-        let spawned = self.reaper.spawn(&mut cmd);
-        drop(cmd);
-        let (pid, exit_rx) = match spawned {
-            Ok(x) => x,
-            Err(e) => return failed(format!("cannot start {}: {e}", job_svc.argv[0])),
-        };
-        let started = Instant::now();
-        let tail: Tail = Arc::new(Mutex::new(Default::default()));
-        let pump =
-            output::pump_with_tail(read_end, logs.clone(), slot.to_string(), Some(tail.clone()));
-        tokio::pin!(exit_rx);
-        // Killed by steward: at its timeout, or when the stall watchdog says so.
-        let killed = tokio::select! {
-            r = &mut exit_rx => Err(r.ok()),
-            _ = tokio::time::sleep(kill.timeout) => Ok(ExitClass::TimedOut),
-            _ = kill.stall.notified() => Ok(ExitClass::Stalled),
-        };
-        let (reaped, killed) = match killed {
-            Err(reaped) => (reaped, None),
-            Ok(class) => {
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-                if let Some(g) = &cgroup {
-                    g.kill_all(Signal::SIGKILL);
+        let mut exec = match Execution::spawn(self, spec) {
+            Ok(e) => e,
+            Err(reason) => {
+                return JobRun {
+                    class: ExitClass::SpawnFailed { reason },
+                    ran: Duration::ZERO,
+                    output_tail: String::new(),
+                    peak_memory: None,
                 }
-                (exit_rx.await.ok(), Some(class))
             }
         };
-        let ran = started.elapsed();
-        let evidence = Evidence {
-            cgroup_oom_kills: cgroup.as_ref().map_or(0, ServiceCgroup::oom_kills),
-            memory_limit: svc.memory.map(|m| m.bytes()),
-            memory_peak: cgroup
-                .as_ref()
-                .and_then(ServiceCgroup::memory_peak)
-                .or(reaped.map(|r| r.max_rss)),
-            ..Default::default()
+        let killed_by = tokio::select! {
+            w = exec.watch() => match w {
+                Watched::Exited => None,
+                Watched::OverSoftLimit => Some(KilledBy::Watchdog),
+            },
+            _ = tokio::time::sleep(kill.timeout) => Some(KilledBy::Timeout),
+            _ = kill.stall.notified() => Some(KilledBy::Stall),
         };
-        let outcome = reaped.map_or(WaitOutcome::Signaled(libc::SIGKILL), |r| r.outcome);
-        let class = killed.unwrap_or_else(|| classify(outcome, &evidence));
-        crate::cleanup::kill_strays(
-            cgroup.as_ref(),
-            &unit,
-            Signal::SIGKILL,
-            Duration::from_secs(1),
-        )
-        .await;
-        if let Some(g) = &cgroup {
-            g.remove();
+        if killed_by.is_some() {
+            exec.kill().await;
         }
-        // The output may still be in the pipe; wait a little for the last of it.
-        let _ = tokio::time::timeout(Duration::from_millis(500), pump).await;
-        let bytes: Vec<u8> = tail
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .copied()
-            .collect();
+        let ended = exec.finish(killed_by).await;
         JobRun {
-            class,
-            ran,
-            output_tail: String::from_utf8_lossy(&bytes).into_owned(),
-            peak_memory: evidence.memory_peak,
+            class: ended.class,
+            ran: ended.ran,
+            output_tail: String::from_utf8_lossy(&ended.tail).into_owned(),
+            peak_memory: ended.peak_memory,
         }
     }
 }

@@ -33,9 +33,11 @@ fn path_var(svc: &Service) -> String {
         .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
 }
 
-/// Builds the command for one run. Errors are written for the person reading `ps`.
+/// Builds the command that runs `argv` with `svc`'s limits. Errors are written for the
+/// person reading `ps`.
 pub fn build(
     svc: &Service,
+    argv: &[String],
     cpus: Option<&[usize]>,
     env: &BTreeMap<String, String>,
     unit: &str,
@@ -48,10 +50,10 @@ pub fn build(
             svc.cwd.display()
         ));
     }
-    let program = resolve_program(&svc.argv[0], &svc.cwd, &path_var(svc))?;
+    let program = resolve_program(&argv[0], &svc.cwd, &path_var(svc))?;
 
     let mut cmd = Command::new(&program);
-    cmd.args(&svc.argv[1..])
+    cmd.args(&argv[1..])
         .current_dir(&svc.cwd)
         .envs(env)
         .env(MARKER_VAR, unit)

@@ -2,19 +2,16 @@
 //! (`depends_on` with `started`, `healthy` or `completed`), dependents stopped first, and
 //! replicas of a service started in replica order, staggered, one at a time per GPU.
 
-use crate::backoff::RestartTracker;
-use crate::cgroup::CgroupDriver;
+use crate::context::SupervisorContext;
 use crate::output::LogFiles;
-use crate::reaper::Reaper;
-use crate::service::{Control, Runner, Shared};
-use crate::status::{ServiceState, ServiceStatus};
+use crate::service::{Control, Task, TaskState};
 use nix::sys::signal::Signal;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use steward_api::{ServiceState, ServiceStatus};
 use steward_config::{Condition, Config, Service};
-use steward_events::{Event, EventKind, EventLog};
 use steward_plan::Instance;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -37,94 +34,19 @@ pub enum SuperviseError {
     NotReady { instance: String, why: String },
 }
 
-/// What every instance task shares.
-pub struct SupervisorContext {
-    pub reaper: Arc<Reaper>,
-    pub cgroups: Arc<CgroupDriver>,
-    pub events: Arc<EventLog>,
-    /// `state_dir/logs`.
-    pub logs_dir: PathBuf,
-    /// Names this agent's cgroups and marks its processes; stable per state dir.
-    pub agent_id: String,
-    /// Bumped on every state change, so waiters re-check their conditions.
-    changes: watch::Sender<u64>,
-    gpu_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Every process exit of every instance, for whoever tracks work they held (leases).
-    exits: tokio::sync::broadcast::Sender<InstanceExit>,
-}
-
-/// An instance's process ended.
-#[derive(Debug, Clone)]
-pub struct InstanceExit {
-    pub instance: String,
-    pub class: steward_events::ExitClass,
-}
-
-pub(crate) type Context = SupervisorContext;
-
-impl SupervisorContext {
-    pub fn new(
-        reaper: Arc<Reaper>,
-        cgroups: Arc<CgroupDriver>,
-        events: Arc<EventLog>,
-        logs_dir: PathBuf,
-        agent_id: String,
-    ) -> Self {
-        SupervisorContext {
-            reaper,
-            cgroups,
-            events,
-            logs_dir,
-            agent_id,
-            changes: watch::channel(0).0,
-            gpu_locks: Mutex::new(HashMap::new()),
-            exits: tokio::sync::broadcast::channel(1024).0,
-        }
-    }
-
-    /// Exits of instances from now on.
-    pub fn subscribe_exits(&self) -> tokio::sync::broadcast::Receiver<InstanceExit> {
-        self.exits.subscribe()
-    }
-
-    pub(crate) fn exited(&self, instance: &str, class: &steward_events::ExitClass) {
-        let _ = self.exits.send(InstanceExit {
-            instance: instance.to_string(),
-            class: class.clone(),
-        });
-    }
-
-    /// Appends to `events.jsonl` and prints the same event on the agent's log.
-    pub fn emit(&self, service: Option<&str>, kind: EventKind) {
-        let event = Event::new(service, kind);
-        tracing::info!("{}", event.summary());
-        if let Err(e) = self.events.append(&event) {
-            tracing::warn!("{e}");
-        }
-    }
-
-    pub(crate) fn changed(&self) {
-        self.changes.send_modify(|v| *v = v.wrapping_add(1));
-    }
-
-    pub(crate) fn gpu_lock(&self, uuid: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.gpu_locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(uuid.to_string()).or_default().clone()
-    }
-}
-
 #[derive(Clone)]
 struct Handle {
     inst: Instance,
     service: Arc<Service>,
     unit: String,
     tx: mpsc::Sender<Control>,
-    shared: Arc<Mutex<Shared>>,
+    /// The task's state; only the task writes it.
+    state: watch::Receiver<TaskState>,
 }
 
 impl Handle {
-    fn read<T>(&self, f: impl FnOnce(&Shared) -> T) -> T {
-        f(&self.shared.lock().unwrap_or_else(|p| p.into_inner()))
+    fn read<T>(&self, f: impl FnOnce(&TaskState) -> T) -> T {
+        f(&self.state.borrow())
     }
 
     async fn send(&self, make: fn(oneshot::Sender<()>) -> Control) -> Result<(), SuperviseError> {
@@ -174,26 +96,16 @@ impl Supervisor {
             let logs = LogFiles::open(&dir, svc.log)
                 .map_err(|source| SuperviseError::Logs { path: dir, source })?;
             let (tx, rx) = mpsc::channel(16);
-            let shared = Arc::new(Mutex::new(Shared::new()));
+            let (state_tx, state) = watch::channel(TaskState::new());
             let unit = format!("{}/{}", ctx.agent_id, inst.name);
-            let runner = Runner {
-                inst: inst.clone(),
-                svc: svc.clone(),
-                unit: unit.clone(),
-                ctx: ctx.clone(),
-                rx,
-                shared: shared.clone(),
-                logs: Arc::new(Mutex::new(logs)),
-                tracker: RestartTracker::new(svc.backoff, svc.crash_loop),
-                waiting_for_spawn: Vec::new(),
-            };
-            tokio::spawn(runner.run());
+            let task = Task::new(inst.clone(), svc.clone(), ctx.clone(), rx, state_tx, logs);
+            tokio::spawn(task.run());
             handles.push(Handle {
                 inst,
                 service: svc,
                 unit,
                 tx,
-                shared,
+                state,
             });
         }
         let graph = services
@@ -271,7 +183,8 @@ impl Supervisor {
         let Some(svc) = self.services.get(service).cloned() else {
             return Ok(());
         };
-        let mut changes = self.ctx.changes.subscribe();
+        let mut changes = self.ctx.subscribe_changes();
+        let mut shown: Option<Option<String>> = None;
         loop {
             let mut waiting = Vec::new();
             for (dep, cond) in &svc.depends_on {
@@ -290,18 +203,12 @@ impl Supervisor {
                 }
             }
             let text = (!waiting.is_empty()).then(|| waiting.join("; "));
-            for h in self.of_service(service) {
-                let mut s = h.shared.lock().unwrap_or_else(|p| p.into_inner());
-                if s.pid.is_none()
-                    && matches!(s.state, ServiceState::Stopped | ServiceState::Waiting)
-                {
-                    s.state = if text.is_some() {
-                        ServiceState::Waiting
-                    } else {
-                        s.state
-                    };
-                    s.waiting_on = text.clone();
+            // Each instance's task shows it; told again only when it changes.
+            if shown.as_ref() != Some(&text) {
+                for h in self.of_service(service) {
+                    let _ = h.tx.send(Control::Waiting(text.clone())).await;
                 }
+                shown = Some(text);
             }
             if waiting.is_empty() {
                 return Ok(());
@@ -445,7 +352,7 @@ impl Supervisor {
             c.start_period.0 + c.interval.0 * (c.retries + 1)
         }) + Duration::from_secs(60);
         let deadline = tokio::time::Instant::now() + limit;
-        let mut changes = self.ctx.changes.subscribe();
+        let mut changes = self.ctx.subscribe_changes();
         loop {
             let (state, ready, running, health_error, last) = h.read(|s| {
                 (

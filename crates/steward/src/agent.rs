@@ -66,17 +66,17 @@ impl steward_gateway::ServiceStates for SupervisedServices {
             .collect();
         if instances
             .iter()
-            .any(|s| s.ready && s.state == steward_supervise::ServiceState::Running)
+            .any(|s| s.ready && s.state == steward_api::ServiceState::Running)
         {
             return Ok(());
         }
         let states: Vec<String> = instances
             .iter()
             .map(|s| match (s.state, &s.last_health_error) {
-                (steward_supervise::ServiceState::Running, Some(e)) => {
+                (steward_api::ServiceState::Running, Some(e)) => {
                     format!("{}: not ready ({e})", s.name)
                 }
-                (steward_supervise::ServiceState::Running, None) => format!("{}: starting", s.name),
+                (steward_api::ServiceState::Running, None) => format!("{}: starting", s.name),
                 (state, _) => format!("{}: {state}", s.name),
             })
             .collect();

@@ -4,13 +4,12 @@ use crate::cli::{Command, ConfigCommand, Target};
 use crate::{agent, target};
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets, Table};
-use std::io::{BufRead, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
+use steward_api::ServiceStatus;
 use steward_api::{Client, PsReply, Request};
 use steward_events::fmt_bytes;
-use steward_supervise::{LogFiles, ServiceStatus};
 
 pub fn run(command: Command) -> Result<ExitCode> {
     match command {
@@ -257,82 +256,14 @@ fn logs(state_dir: &Path, service: &str, tail: Option<usize>, follow: bool) -> R
             }
         );
     }
-    print_logs(&dir, tail, follow, &mut std::io::stdout().lock())
-}
-
-fn print_logs(dir: &Path, tail: Option<usize>, follow: bool, out: &mut impl Write) -> Result<()> {
-    let files = LogFiles::paths_oldest_first(dir);
-    match tail {
-        None => {
-            for path in &files {
-                let mut f = std::fs::File::open(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                std::io::copy(&mut f, out)?;
-            }
-        }
-        Some(n) => {
-            // Lines are collected newest file first until n are found, so a long history
-            // is not read for a short tail.
-            let mut lines: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
-            for path in files.iter().rev() {
-                let f = std::fs::File::open(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                let mut file_lines: Vec<Vec<u8>> = Vec::new();
-                for line in std::io::BufReader::new(f).split(b'\n') {
-                    file_lines.push(line?);
-                }
-                for line in file_lines.into_iter().rev() {
-                    if lines.len() == n {
-                        break;
-                    }
-                    lines.push_front(line);
-                }
-                if lines.len() == n {
-                    break;
-                }
-            }
-            for line in lines {
-                out.write_all(&line)?;
-                out.write_all(b"\n")?;
-            }
-        }
-    }
-    out.flush()?;
+    let mut out = std::io::stdout().lock();
+    steward_supervise::output::print_tail(&dir, tail, &mut out)
+        .with_context(|| format!("cannot read the logs in {}", dir.display()))?;
     if follow {
-        follow_current(&dir.join("output.log"), out)?;
+        steward_supervise::output::follow(&dir, &mut out)
+            .with_context(|| format!("cannot follow the logs in {}", dir.display()))?;
     }
     Ok(())
-}
-
-/// Polls the current log file for new bytes; starts again at the top when it is rotated.
-fn follow_current(path: &PathBuf, out: &mut impl Write) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let open = || -> Result<(std::fs::File, u64)> {
-        let mut f =
-            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let ino = f.metadata()?.ino();
-        f.seek(SeekFrom::End(0))?;
-        Ok((f, ino))
-    };
-    let (mut file, mut ino) = open()?;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n > 0 {
-            out.write_all(&buf[..n])?;
-            out.flush()?;
-            continue;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.ino() != ino {
-                let mut f = std::fs::File::open(path)?;
-                ino = f.metadata()?.ino();
-                f.seek(SeekFrom::Start(0))?;
-                file = f;
-            }
-        }
-    }
 }
 
 /// The end of `steward run`: what succeeded, what was quarantined and why. Exit 0 only

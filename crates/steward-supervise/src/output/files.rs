@@ -1,13 +1,10 @@
-//! A service's stdout and stderr, through one pipe (so their order is kept) into
-//! `logs/<service>/output.log`, rotated by size: `output.log.1` is the newest old file.
+//! The log files of one service: `output.log`, rotated by size into `output.log.1` (the
+//! newest old file), `.2`, … up to `keep`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use steward_config::LogRotation;
-use tokio::io::AsyncReadExt;
 
 pub const CURRENT: &str = "output.log";
 
@@ -115,63 +112,6 @@ impl LogFiles {
         self.size = 0;
         Ok(())
     }
-}
-
-/// The last bytes a process wrote, for a failure report.
-pub type Tail = Arc<Mutex<std::collections::VecDeque<u8>>>;
-
-/// How much of a job's output is kept for its failure report.
-pub const TAIL_BYTES: usize = 4096;
-
-/// Copies everything from the pipe into the log until every writer has closed it (the
-/// main process and any child that kept its stdout). With `tail`, also keeps the last
-/// [`TAIL_BYTES`] in memory.
-pub fn pump(
-    read_end: OwnedFd,
-    files: Arc<Mutex<LogFiles>>,
-    service: String,
-) -> tokio::task::JoinHandle<()> {
-    pump_with_tail(read_end, files, service, None)
-}
-
-pub fn pump_with_tail(
-    read_end: OwnedFd,
-    files: Arc<Mutex<LogFiles>>,
-    service: String,
-    tail: Option<Tail>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(read_end) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!("{service}: cannot read its output: {e}");
-                return;
-            }
-        };
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match pipe.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => {
-                    let mut f = files.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Err(e) = f.write(&buf[..n]) {
-                        tracing::warn!("{service}: cannot write its log: {e}");
-                    }
-                    if let Some(t) = &tail {
-                        let mut t = t.lock().unwrap_or_else(|p| p.into_inner());
-                        t.extend(&buf[..n]);
-                        let excess = t.len().saturating_sub(TAIL_BYTES);
-                        t.drain(..excess);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::warn!("{service}: reading its output failed: {e}");
-                    break;
-                }
-            }
-        }
-    })
 }
 
 #[cfg(test)]

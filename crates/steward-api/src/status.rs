@@ -1,8 +1,27 @@
-//! What `ps` shows about a service.
+//! What `ps` shows about a service: the same types on the control socket, in `--json`
+//! output and (later) the HTTP API.
 
-use crate::health::Health;
 use serde::{Deserialize, Serialize};
 use steward_events::{Enforcement, ExitClass};
+
+/// A service's health, from its checks: compose's `starting`, `healthy`, `unhealthy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        })
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -1,0 +1,90 @@
+//! What every instance task shares: the reaper, the cgroup driver, the event log, the GPU
+//! locks, and the signal that some instance's state changed.
+
+use crate::cgroup::CgroupDriver;
+use crate::reaper::Reaper;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use steward_events::{Event, EventKind, EventLog, ExitClass};
+use tokio::sync::{broadcast, watch};
+
+pub struct SupervisorContext {
+    pub reaper: Arc<Reaper>,
+    pub cgroups: Arc<CgroupDriver>,
+    pub events: Arc<EventLog>,
+    /// `state_dir/logs`.
+    pub logs_dir: PathBuf,
+    /// Names this agent's cgroups and marks its processes; stable per state dir.
+    pub agent_id: String,
+    /// Bumped on every state change, so waiters re-check their conditions.
+    changes: watch::Sender<u64>,
+    gpu_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Every process exit of every instance, for whoever tracks work they held (leases).
+    exits: broadcast::Sender<InstanceExit>,
+}
+
+/// An instance's process ended.
+#[derive(Debug, Clone)]
+pub struct InstanceExit {
+    pub instance: String,
+    pub class: ExitClass,
+}
+
+impl SupervisorContext {
+    pub fn new(
+        reaper: Arc<Reaper>,
+        cgroups: Arc<CgroupDriver>,
+        events: Arc<EventLog>,
+        logs_dir: PathBuf,
+        agent_id: String,
+    ) -> Self {
+        SupervisorContext {
+            reaper,
+            cgroups,
+            events,
+            logs_dir,
+            agent_id,
+            changes: watch::channel(0).0,
+            gpu_locks: Mutex::new(HashMap::new()),
+            exits: broadcast::channel(1024).0,
+        }
+    }
+
+    /// Exits of instances from now on.
+    pub fn subscribe_exits(&self) -> broadcast::Receiver<InstanceExit> {
+        self.exits.subscribe()
+    }
+
+    pub(crate) fn exited(&self, instance: &str, class: &ExitClass) {
+        let _ = self.exits.send(InstanceExit {
+            instance: instance.to_string(),
+            class: class.clone(),
+        });
+    }
+
+    /// Appends to `events.jsonl` and prints the same event on the agent's log.
+    pub fn emit(&self, service: Option<&str>, kind: EventKind) {
+        let event = Event::new(service, kind);
+        tracing::info!("{}", event.summary());
+        if let Err(e) = self.events.append(&event) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// Some instance's state changed.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Resolves at each state change of any instance.
+    pub(crate) fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The lock that replicas sharing a GPU take, one at a time, while they start.
+    pub(crate) fn gpu_lock(&self, uuid: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.gpu_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(uuid.to_string()).or_default().clone()
+    }
+}

@@ -1,0 +1,10 @@
+//! A service's output: stdout and stderr through one pipe (so their order is kept), pumped
+//! into `logs/<service>/output.log`, rotated by size, and read back by `steward logs`.
+
+mod files;
+mod pump;
+mod reader;
+
+pub use files::{LogFiles, CURRENT};
+pub use pump::{pump, Tail};
+pub use reader::{follow, print_tail};

@@ -1,0 +1,101 @@
+//! An instance's state as its task keeps it. Only the task writes it (it holds the
+//! sending half of a `watch`); `ps` and the dependents waiting on it read snapshots.
+
+use crate::cgroup::ServiceCgroup;
+use crate::procfs;
+use std::time::{Instant, SystemTime};
+use steward_api::{Health, ServiceState, ServiceStatus};
+use steward_config::Service;
+use steward_events::{Enforcement, ExitClass};
+use steward_plan::Instance;
+
+#[derive(Clone)]
+pub(crate) struct TaskState {
+    pub state: ServiceState,
+    pub pid: Option<u32>,
+    pub started: Option<(Instant, SystemTime)>,
+    pub restarts: u32,
+    pub last_exit: Option<ExitClass>,
+    pub recent_exits: Vec<ExitClass>,
+    pub next_start: Option<Instant>,
+    pub cgroup: Option<ServiceCgroup>,
+    pub health: Option<Health>,
+    pub health_error: Option<String>,
+    pub ready: bool,
+    pub waiting_on: Option<String>,
+    /// `explain`'s reading of the last failure.
+    pub last_explain: Option<String>,
+}
+
+impl TaskState {
+    pub fn new() -> Self {
+        TaskState {
+            state: ServiceState::Stopped,
+            pid: None,
+            started: None,
+            restarts: 0,
+            last_exit: None,
+            recent_exits: Vec::new(),
+            next_start: None,
+            cgroup: None,
+            health: None,
+            health_error: None,
+            ready: false,
+            waiting_on: None,
+            last_explain: None,
+        }
+    }
+
+    pub fn snapshot(
+        &self,
+        inst: &Instance,
+        svc: &Service,
+        unit: &str,
+        enforcement: Enforcement,
+    ) -> ServiceStatus {
+        let now = Instant::now();
+        let running = self.pid.is_some();
+        let memory_used = if !running {
+            None
+        } else if let Some(g) = &self.cgroup {
+            g.memory_current()
+        } else {
+            Some(
+                procfs::pids_with_marker(unit)
+                    .into_iter()
+                    .filter_map(procfs::rss_bytes)
+                    .sum(),
+            )
+        };
+        ServiceStatus {
+            name: inst.name.clone(),
+            service: inst.service.clone(),
+            replica: inst.replica,
+            gpu: inst.gpu.as_ref().map(|g| g.index),
+            state: self.state,
+            pid: self.pid,
+            started_at: self
+                .started
+                .filter(|_| running)
+                .map(|(_, wall)| humantime::format_rfc3339_millis(wall).to_string()),
+            uptime_ms: self
+                .started
+                .filter(|_| running)
+                .map(|(t, _)| now.duration_since(t).as_millis() as u64),
+            restarts: self.restarts,
+            last_exit: self.last_exit.clone(),
+            recent_exits: self.recent_exits.clone(),
+            next_start_in_ms: self
+                .next_start
+                .map(|t| t.saturating_duration_since(now).as_millis() as u64),
+            memory_used,
+            memory_limit: svc.memory.map(|m| m.bytes()),
+            enforcement,
+            health: self.health,
+            last_health_error: self.health_error.clone(),
+            ready: self.ready,
+            waiting_on: self.waiting_on.clone(),
+            last_explain: self.last_explain.clone(),
+        }
+    }
+}
