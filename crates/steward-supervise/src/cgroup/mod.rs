@@ -11,43 +11,22 @@
 //! Each service gets a fresh group for each run, so its OOM counter and peak describe
 //! that run alone.
 
+mod error;
+mod files;
+mod group;
+mod limits;
+#[cfg(test)]
+mod tests;
 mod v1;
 mod v2;
 
+pub use error::CgroupError;
+pub use group::{keyed_value, ServiceCgroup};
+pub use limits::CgroupLimits;
+
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use steward_events::Enforcement;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CgroupError {
-    #[error("cannot create cgroup {}: {source}", path.display())]
-    Create {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot write {value:?} to {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        value: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-/// Limits to apply to one service's group.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CgroupLimits {
-    pub memory: Option<u64>,
-    /// Memory plus swap.
-    pub memory_swap: Option<u64>,
-    pub pids_max: Option<u32>,
-    /// CPUs for the cpuset controller, where one is available (affinity is set anyway).
-    pub cpus: Option<Vec<usize>>,
-}
 
 /// Which cgroup mechanism this agent uses, and where its groups live.
 #[derive(Debug, Clone)]
@@ -133,7 +112,7 @@ impl CgroupDriver {
         let mut killed = Vec::new();
         for dir in dirs {
             for sub in subgroups(&dir) {
-                let group = ServiceCgroup::from_dirs(vec![sub.clone()]);
+                let group = ServiceCgroup::new(vec![sub.clone()], None);
                 killed.extend(group.kill_all(nix::sys::signal::Signal::SIGKILL));
                 group.wait_empty(std::time::Duration::from_secs(5));
                 let _ = fs::remove_dir(&sub);
@@ -171,163 +150,3 @@ fn subgroups(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// The group (one folder per hierarchy) holding one run of a service.
-#[derive(Debug, Clone)]
-pub struct ServiceCgroup {
-    /// The first is the memory group (v1) or the unified group (v2); others (v1 pids) follow.
-    dirs: Vec<PathBuf>,
-    version: Option<Enforcement>,
-}
-
-impl ServiceCgroup {
-    fn from_dirs(dirs: Vec<PathBuf>) -> Self {
-        ServiceCgroup {
-            dirs,
-            version: None,
-        }
-    }
-
-    /// The `cgroup.procs` files a new process writes itself into before `exec`.
-    pub fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dirs[0]
-    }
-
-    /// OOM kills counted in this group.
-    pub fn oom_kills(&self) -> u64 {
-        let file = match self.version {
-            Some(Enforcement::CgroupV1) => "memory.oom_control",
-            _ => "memory.events",
-        };
-        fs::read_to_string(self.dir().join(file))
-            .ok()
-            .and_then(|t| keyed_value(&t, "oom_kill"))
-            .unwrap_or(0)
-    }
-
-    /// The most memory this group has used.
-    pub fn memory_peak(&self) -> Option<u64> {
-        let file = match self.version {
-            Some(Enforcement::CgroupV1) => "memory.max_usage_in_bytes",
-            _ => "memory.peak",
-        };
-        read_u64(&self.dir().join(file))
-    }
-
-    pub fn memory_current(&self) -> Option<u64> {
-        let file = match self.version {
-            Some(Enforcement::CgroupV1) => "memory.usage_in_bytes",
-            _ => "memory.current",
-        };
-        read_u64(&self.dir().join(file))
-    }
-
-    /// Every process in the group.
-    pub fn pids(&self) -> Vec<i32> {
-        let mut pids: Vec<i32> = self
-            .dirs
-            .iter()
-            .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
-            .flat_map(|t| {
-                t.lines()
-                    .filter_map(|l| l.trim().parse().ok())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        pids.sort_unstable();
-        pids.dedup();
-        pids
-    }
-
-    /// Sends `sig` to every live process in the group; returns the pids signalled.
-    pub fn kill_all(&self, sig: nix::sys::signal::Signal) -> Vec<i32> {
-        let pids: Vec<i32> = self
-            .pids()
-            .into_iter()
-            .filter(|&p| !crate::procfs::is_zombie(p))
-            .collect();
-        for &pid in &pids {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
-        }
-        pids
-    }
-
-    /// Polls until no live process is left, or the deadline passes. Returns whether empty.
-    pub fn wait_empty(&self, timeout: std::time::Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if self.pids().iter().all(|&p| crate::procfs::is_zombie(p)) {
-                return true;
-            }
-            if std::time::Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-
-    /// Removes the (empty) group.
-    pub fn remove(&self) {
-        for d in &self.dirs {
-            let _ = fs::remove_dir(d);
-        }
-    }
-}
-
-/// Reads `key N` from a file of such lines (`memory.events`, `memory.oom_control`).
-pub fn keyed_value(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok())?
-    })
-}
-
-fn read_u64(path: &Path) -> Option<u64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(value.as_bytes()))
-        .map_err(|source| CgroupError::Write {
-            path: path.to_path_buf(),
-            value: value.to_string(),
-            source,
-        })
-}
-
-/// Makes `dir` afresh: an empty group left by an earlier run is removed first.
-fn fresh_dir(dir: &Path) -> Result<(), CgroupError> {
-    if dir.exists() {
-        let _ = fs::remove_dir(dir);
-    }
-    match fs::create_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(source) => Err(CgroupError::Create {
-            path: dir.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-/// The path of our own group in one hierarchy, from `/proc/self/cgroup`
-/// (`N:controllers:/path`; v2 is `0::/path`).
-fn own_path<'a>(self_cgroup: &'a str, controller: Option<&str>) -> Option<&'a str> {
-    self_cgroup.lines().find_map(|line| {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let hit = match controller {
-            None => controllers.is_empty(),
-            Some(c) => controllers.split(',').any(|x| x == c),
-        };
-        hit.then_some(path)
-    })
-}

@@ -1,7 +1,10 @@
 //! cgroup v1: a memory group (with the OOM counter in `memory.oom_control`) and, when the
 //! hierarchy is mounted, a pids group.
 
-use super::{fresh_dir, own_path, write_file, CgroupError, CgroupLimits, ServiceCgroup};
+use super::error::CgroupError;
+use super::files::{fresh_dir, own_path, write_file};
+use super::group::ServiceCgroup;
+use super::limits::CgroupLimits;
 use std::fs;
 use std::path::{Path, PathBuf};
 use steward_events::Enforcement;
@@ -89,10 +92,7 @@ impl V1Base {
             )?;
             dirs.push(dir);
         }
-        Ok(ServiceCgroup {
-            dirs,
-            version: Some(Enforcement::CgroupV1),
-        })
+        Ok(ServiceCgroup::new(dirs, Some(Enforcement::CgroupV1)))
     }
 }
 

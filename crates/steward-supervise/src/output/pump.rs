@@ -1,7 +1,7 @@
 //! The pump: copies a run's output from its pipe into its log files until every writer
 //! has closed the pipe (the main process and any child that kept its stdout).
 
-use super::LogFiles;
+use super::files::LogFiles;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::OwnedFd;

@@ -1,7 +1,7 @@
 //! Reading a service's log back: its last lines across rotated files, and following it as
 //! it grows, across rotations, without losing a line (as `tail -F` does).
 
-use super::{LogFiles, CURRENT};
+use super::files::{LogFiles, CURRENT};
 use std::fs::File;
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
