@@ -45,26 +45,31 @@ class Job:
         self._beat = threading.Thread(target=self._heartbeats, daemon=True)
         self._beat.start()
 
+    def _act(self, action, body=None):
+        # Every action names the attempt this worker leased: an answer for an attempt that
+        # has since been given to someone else is refused (409, LeaseLost).
+        self._worker._post(f"/v1/jobs/{self.id}/{action}", dict(body or {}, attempt=self.attempt))
+
     def _heartbeats(self):
         # A third of the lease's life between beats leaves room for two to be lost.
         while not self._done.wait(self._lease_ttl / 3):
             try:
-                self._worker._post(f"/v1/jobs/{self.id}/heartbeat")
+                self._act("heartbeat")
             except LeaseLost:
                 return
             except OSError:
                 pass
 
     def progress(self, fraction, message=None):
-        self._worker._post(f"/v1/jobs/{self.id}/progress", {"progress": float(fraction), "message": message})
+        self._act("progress", {"progress": float(fraction), "message": message})
 
     def complete(self):
         self._done.set()
-        self._worker._post(f"/v1/jobs/{self.id}/complete")
+        self._act("complete")
 
     def fail(self, error):
         self._done.set()
-        self._worker._post(f"/v1/jobs/{self.id}/fail", {"error": str(error)[-4000:]})
+        self._act("fail", {"error": str(error)[-4000:]})
 
 
 class Worker:

@@ -1,21 +1,21 @@
-use crate::{ApiError, Request, Response, SOCKET_NAME};
+use crate::{ApiError, Request, Response};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use steward_config::StateDir;
 
 /// A blocking client: the CLI makes one request and exits, so it needs no runtime.
 pub struct Client {
     stream: UnixStream,
-    state_dir: PathBuf,
+    state_dir: StateDir,
 }
 
 impl Client {
-    pub fn connect(state_dir: &Path) -> Result<Client, ApiError> {
-        let socket = state_dir.join(SOCKET_NAME);
+    pub fn connect(state_dir: &StateDir) -> Result<Client, ApiError> {
+        let socket = state_dir.socket();
         match UnixStream::connect(&socket) {
             Ok(stream) => Ok(Client {
                 stream,
-                state_dir: state_dir.to_path_buf(),
+                state_dir: state_dir.clone(),
             }),
             Err(e)
                 if matches!(
@@ -24,7 +24,7 @@ impl Client {
                 ) =>
             {
                 Err(ApiError::NoAgent {
-                    state_dir: state_dir.to_path_buf(),
+                    state_dir: state_dir.clone(),
                     socket,
                 })
             }
@@ -38,7 +38,7 @@ impl Client {
 
     /// Sends one request and waits for its reply (a `stop` waits until the service is down).
     pub fn request(&mut self, req: &Request) -> Result<Response, ApiError> {
-        let socket = self.state_dir.join(SOCKET_NAME);
+        let socket = self.state_dir.socket();
         let io = |source| ApiError::Io {
             what: "lost the connection to the agent at",
             path: socket.clone(),

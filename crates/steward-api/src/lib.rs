@@ -16,18 +16,19 @@ pub use server::{serve, Incoming};
 pub use status::{Health, ServiceState, ServiceStatus};
 
 use std::path::PathBuf;
-
-pub const SOCKET_NAME: &str = "steward.sock";
-pub const LOCK_NAME: &str = "steward.lock";
+use steward_config::StateDir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("no steward agent is running for {} (nothing answers on {}); start one with `steward up`", state_dir.display(), socket.display())]
-    NoAgent { state_dir: PathBuf, socket: PathBuf },
-    #[error("another steward agent{} already runs on the state dir {}; stop it with `steward down`, or give this one another state_dir", pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), state_dir.display())]
+    #[error("no steward agent is running for {state_dir} (nothing answers on {}); start one with `steward up`", socket.display())]
+    NoAgent {
+        state_dir: StateDir,
+        socket: PathBuf,
+    },
+    #[error("another steward agent{} already runs on the state dir {state_dir}; stop it with `steward down`, or give this one another state_dir", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     AlreadyRunning {
         pid: Option<u32>,
-        state_dir: PathBuf,
+        state_dir: StateDir,
     },
     #[error("the socket path {} is {len} bytes, longer than a unix socket allows ({max}); set a shorter state_dir", path.display())]
     SocketPathTooLong {

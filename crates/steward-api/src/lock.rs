@@ -1,8 +1,9 @@
-use crate::{ApiError, LOCK_NAME, SOCKET_NAME};
+use crate::ApiError;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use steward_config::StateDir;
 
 /// Held by the one agent that owns a state dir, for as long as it runs. It is an `flock`,
 /// so it is released by the kernel if the agent dies, and never goes stale.
@@ -12,8 +13,8 @@ pub struct StateDirLock {
 }
 
 impl StateDirLock {
-    pub fn acquire(state_dir: &Path) -> Result<StateDirLock, ApiError> {
-        let path = state_dir.join(LOCK_NAME);
+    pub fn acquire(state_dir: &StateDir) -> Result<StateDirLock, ApiError> {
+        let path = state_dir.lock();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -30,7 +31,7 @@ impl StateDirLock {
             let _ = file.read_to_string(&mut text);
             return Err(ApiError::AlreadyRunning {
                 pid: text.trim().parse().ok(),
-                state_dir: state_dir.to_path_buf(),
+                state_dir: state_dir.clone(),
             });
         }
         let _ = file.set_len(0);
@@ -49,8 +50,8 @@ const SUN_PATH_MAX: usize = 107;
 
 /// Binds `steward.sock` with mode 0600. Call it while holding the [`StateDirLock`]: any
 /// socket file already there was left by an agent that died, and is removed.
-pub fn bind_socket(state_dir: &Path) -> Result<tokio::net::UnixListener, ApiError> {
-    let path = state_dir.join(SOCKET_NAME);
+pub fn bind_socket(state_dir: &StateDir) -> Result<tokio::net::UnixListener, ApiError> {
+    let path = state_dir.socket();
     let len = path.as_os_str().len();
     if len > SUN_PATH_MAX {
         return Err(ApiError::SocketPathTooLong {

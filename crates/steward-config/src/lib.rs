@@ -16,6 +16,7 @@ mod raw;
 mod resolve;
 mod signal;
 mod size;
+mod state_dir;
 pub mod template;
 
 pub use cpus::CpuList;
@@ -26,12 +27,10 @@ pub use gateway::{Backend, Gateway, Retries, RetryBudget, Route, Timeouts};
 pub use gpu::{AllGpus, CudaEnv, GpuSelector};
 pub use health::{HealthCheck, Probe};
 pub use pipeline::{OnStall, Pipeline, PipelineMode, QuarantineMode};
-pub use resolve::{
-    Backoff, Config, CrashLoop, LogRotation, QueueSettings, RestartPolicy, Service,
-    DEFAULT_STATE_DIR,
-};
+pub use resolve::{Backoff, Config, CrashLoop, LogRotation, QueueSettings, RestartPolicy, Service};
 pub use signal::StopSignal;
 pub use size::ByteSize;
+pub use state_dir::{StateDir, DEFAULT_STATE_DIR};
 
 use std::path::Path;
 

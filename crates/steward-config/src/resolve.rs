@@ -10,15 +10,13 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub const DEFAULT_STATE_DIR: &str = ".steward";
-
 /// A validated config, ready to run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     /// The config file, absolute.
     pub path: PathBuf,
     /// The state dir, absolute: `queue.db`, `logs/`, `events.jsonl`, `steward.sock`.
-    pub state_dir: PathBuf,
+    pub state_dir: crate::StateDir,
     /// Memory admission keeps free for the host. `None`: the larger of 2 GiB and 5% of
     /// MemTotal, decided by the plan.
     pub reserve_memory: Option<ByteSize>,
@@ -212,7 +210,12 @@ pub fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, Config
     let ctx = Ctx { text, path };
     let abs_path = absolute(path);
     let base = abs_path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let state_dir = base.join(raw.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.into()));
+    let state_dir = crate::StateDir::new(
+        base.join(
+            raw.state_dir
+                .unwrap_or_else(|| crate::DEFAULT_STATE_DIR.into()),
+        ),
+    );
     let mut services = BTreeMap::new();
     for (name, svc) in raw.services {
         let resolved = resolve_service(&ctx, "services", &name, svc, &base)?;

@@ -1,6 +1,6 @@
 use serde::Serialize;
 use steward_config::{ByteSize, Config};
-use steward_host::HostFacts;
+use steward_host::{DnsAnswer, HostFacts};
 use steward_plan::Plan;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -31,14 +31,6 @@ pub struct Check {
     pub seen: String,
     /// What to do, naming the config key or the command; empty when nothing is needed.
     pub fix: String,
-}
-
-/// How one resolver answered, as the caller found out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DnsAnswer {
-    pub resolver: String,
-    /// Milliseconds to the answer, or why there was none within the limit.
-    pub result: Result<u64, String>,
 }
 
 pub struct DoctorInputs<'a> {

@@ -4,4 +4,5 @@
 
 mod checks;
 
-pub use checks::{run, Check, DnsAnswer, DoctorInputs, Level};
+pub use checks::{run, Check, DoctorInputs, Level};
+pub use steward_host::DnsAnswer;

@@ -6,15 +6,22 @@
 //! after that, a failure ends a stream with an SSE error event, never a silent hang.
 //! Streams pass through chunk by chunk; a client that leaves cancels the upstream request.
 
+mod attempt;
 mod balance;
 mod body;
 mod budget;
-mod errors;
+mod edge;
+mod forward;
 mod health;
 mod metrics;
-mod proxy;
+mod probe;
+mod responses;
+mod serve;
 mod services;
 mod slots;
+mod state;
+mod try_error;
 
-pub use proxy::{serve, GatewayState};
+pub use serve::serve;
 pub use services::ServiceStates;
+pub use state::GatewayState;

@@ -5,6 +5,7 @@
 //! The per-request series are looked up once, when the gateway starts (see `RouteMetrics`
 //! and `BackendMetrics`), so a request only touches atomics.
 
+use crate::try_error::TryError;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -29,6 +30,12 @@ pub struct BackendLabel {
     pub backend: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabel {
+    pub backend: String,
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<Outcome, Counter>,
@@ -39,6 +46,7 @@ pub struct Metrics {
     overhead: Family<RouteLabel, Histogram>,
     queue_depth: Family<RouteLabel, Gauge>,
     ejections: Family<BackendLabel, Counter>,
+    failures: Family<FailureLabel, Counter>,
     in_flight: Family<BackendLabel, Gauge>,
     backend_up: Family<BackendLabel, Gauge>,
 }
@@ -68,6 +76,17 @@ pub struct UrlMetrics {
     pub ejections: Counter,
     pub up: Gauge,
     pub in_flight: Gauge,
+    /// Failed tries by reason ([`TryError::label`]), made at start.
+    failures: Vec<(&'static str, Counter)>,
+}
+
+impl UrlMetrics {
+    /// Counts one failed try.
+    pub fn failure(&self, reason: &str) {
+        if let Some((_, c)) = self.failures.iter().find(|(r, _)| *r == reason) {
+            c.inc();
+        }
+    }
 }
 
 fn latency() -> Histogram {
@@ -90,6 +109,7 @@ impl Metrics {
             overhead: new_latency(),
             queue_depth: Family::default(),
             ejections: Family::default(),
+            failures: Family::default(),
             in_flight: Family::default(),
             backend_up: Family::default(),
         };
@@ -132,6 +152,11 @@ impl Metrics {
             "ejections",
             "Times a backend was put in a cooldown after failures",
             m.ejections.clone(),
+        );
+        registry.register(
+            "backend_failures",
+            "Failed tries on a backend, by reason (connect_refused, head_timeout, status_5xx, not_json, …)",
+            m.failures.clone(),
         );
         registry.register(
             "in_flight",
@@ -191,10 +216,21 @@ impl Metrics {
         let b = BackendLabel {
             backend: url.to_string(),
         };
+        let failures = TryError::LABELS
+            .iter()
+            .map(|reason| {
+                let label = FailureLabel {
+                    backend: url.to_string(),
+                    reason: reason.to_string(),
+                };
+                (*reason, self.failures.get_or_create(&label).clone())
+            })
+            .collect();
         UrlMetrics {
             ejections: self.ejections.get_or_create(&b).clone(),
             up: self.backend_up.get_or_create(&b).clone(),
             in_flight: self.in_flight.get_or_create(&b).clone(),
+            failures,
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod cpu;
 pub mod cpulist;
+mod dns;
 mod facts;
 mod gpus;
 mod meminfo;
@@ -12,6 +13,7 @@ mod sysroot;
 mod system;
 
 pub use cpu::{Core, CpuTopology};
+pub use dns::{probe_resolvers, DnsAnswer};
 pub use facts::HostFacts;
 pub use gpus::{from_smi_xml, Gpu, GpuInventory, GpuProcess, FAKE_GPUS_VAR, SMI_CAPTURE};
 pub use meminfo::MemInfo;

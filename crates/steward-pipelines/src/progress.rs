@@ -2,7 +2,7 @@
 //! "is it still moving?" has an answer without a database query.
 
 use serde::Serialize;
-use std::path::Path;
+use steward_config::StateDir;
 use steward_queue::{Job, Stats};
 
 #[derive(Debug, Clone, Serialize)]
@@ -17,15 +17,16 @@ pub struct PipelineProgress {
 }
 
 /// Writes the snapshot atomically (a temp file, then rename).
-pub fn write_progress(state_dir: &Path, pipelines: &[PipelineProgress]) -> std::io::Result<()> {
+pub fn write_progress(state_dir: &StateDir, pipelines: &[PipelineProgress]) -> std::io::Result<()> {
     let doc = serde_json::json!({
         "ts": steward_events::now_rfc3339(),
         "pipelines": pipelines,
     });
-    let tmp = state_dir.join(".progress.json.tmp");
+    let path = state_dir.progress();
+    let tmp = path.with_extension("json.tmp");
     std::fs::write(
         &tmp,
         serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?,
     )?;
-    std::fs::rename(tmp, state_dir.join("progress.json"))
+    std::fs::rename(tmp, path)
 }

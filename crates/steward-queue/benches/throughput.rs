@@ -6,14 +6,17 @@
 //! cargo bench -p steward-queue --bench throughput -- [JOBS]
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use steward_queue::{JobStore, NewJob, SqliteStore};
 
 const WORKERS: [usize; 3] = [1, 8, 64];
+const TTL: Duration = Duration::from_secs(60);
 
-fn steward(jobs: usize, workers: usize) -> f64 {
+/// `workers` tasks on the agent's runtime (two threads), each leasing and completing
+/// through the store's async front until the queue is empty.
+async fn steward(jobs: usize, workers: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let q = Arc::new(SqliteStore::open(&dir.path().join("queue.db")).unwrap());
+    let q: Arc<dyn JobStore> = Arc::new(SqliteStore::open(&dir.path().join("queue.db")).unwrap());
     let start = Instant::now();
     for chunk in (0..jobs).collect::<Vec<_>>().chunks(1000) {
         q.enqueue(
@@ -29,25 +32,24 @@ fn steward(jobs: usize, workers: usize) -> f64 {
                 })
                 .collect(),
         )
+        .await
         .unwrap();
     }
-    let threads: Vec<_> = (0..workers)
+    let tasks: Vec<_> = (0..workers)
         .map(|w| {
             let q = q.clone();
-            std::thread::spawn(move || {
+            tokio::spawn(async move {
                 let owner = format!("w{w}");
-                let mut next = q.lease("bench", &owner, 60_000).unwrap();
+                let mut next = q.lease("bench", &owner, TTL).await.unwrap();
                 while let Some(j) = next {
-                    next = q
-                        .complete_and_lease(j.id, &owner, "bench", 60_000)
-                        .unwrap()
-                        .1;
+                    let held = j.lease().unwrap();
+                    next = q.complete_and_lease(&held, "bench", TTL).await.unwrap().1;
                 }
             })
         })
         .collect();
-    for t in threads {
-        t.join().unwrap();
+    for t in tasks {
+        t.await.unwrap();
     }
     jobs as f64 / start.elapsed().as_secs_f64()
 }
@@ -145,8 +147,13 @@ fn main() {
         .unwrap_or(20_000);
     println!("| workers | steward (SQLite, synchronous=FULL) | Redis appendfsync always | Redis appendfsync everysec |");
     println!("|---|---|---|---|");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     for w in WORKERS {
-        let s = steward(jobs, w);
+        let s = runtime.block_on(steward(jobs, w));
         let fmt =
             |r: Option<f64>| r.map_or("n/a (no redis-server)".into(), |r| format!("{r:.0} jobs/s"));
         let always = redis(jobs, w, "always");

@@ -15,7 +15,7 @@ pub enum QueueError {
         source: rusqlite::Error,
     },
     #[error("{0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,
@@ -25,6 +25,41 @@ pub enum QueueError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// A row the store cannot read: an unknown state, a payload that is not JSON.
+    #[error("job {id} in the queue cannot be read: {what}")]
+    Corrupt { id: i64, what: String },
+    /// The operation is not one this store does (a backup of a PostgreSQL queue).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("the queue's writer thread has stopped")]
     WriterGone,
+}
+
+/// A row that does not read as a job, carried through rusqlite's row mapping.
+#[derive(Debug)]
+pub(crate) struct CorruptRow {
+    pub id: i64,
+    pub what: String,
+}
+
+impl std::fmt::Display for CorruptRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "job {}: {}", self.id, self.what)
+    }
+}
+
+impl std::error::Error for CorruptRow {}
+
+impl From<rusqlite::Error> for QueueError {
+    fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::FromSqlConversionFailure(_, _, inner) = &e {
+            if let Some(bad) = inner.downcast_ref::<CorruptRow>() {
+                return QueueError::Corrupt {
+                    id: bad.id,
+                    what: bad.what.clone(),
+                };
+            }
+        }
+        QueueError::Sql(e)
+    }
 }

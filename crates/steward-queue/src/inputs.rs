@@ -120,16 +120,19 @@ pub struct FileJobs<'a> {
     pub priority: i64,
 }
 
-/// Walks the paths, keys every file (hashing on every core) and enqueues them in batches.
-/// `progress` is told how many files are done so far, of how many.
-pub fn enqueue_files(
+/// Walks the paths, keys every file (hashing on every core, off the async runtime) and
+/// enqueues them in batches. `progress` is told how many files are done so far, of how many.
+pub async fn enqueue_files(
     store: &dyn crate::JobStore,
-    spec: &FileJobs,
-    progress: &dyn Fn(usize, usize),
+    spec: &FileJobs<'_>,
+    progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<EnqueueSummary, QueueError> {
     let (queue, how, max_attempts, priority) =
         (spec.queue, spec.key, spec.max_attempts, spec.priority);
-    let walk = collect_inputs(spec.paths, spec.glob)?;
+    let (paths, glob) = (spec.paths.to_vec(), spec.glob.map(str::to_string));
+    let walk = tokio::task::spawn_blocking(move || collect_inputs(&paths, glob.as_deref()))
+        .await
+        .map_err(|e| QueueError::Invalid(format!("the walk of the inputs failed: {e}")))??;
     let mut sum = EnqueueSummary {
         files: walk.files.len(),
         unreadable: walk.skipped,
@@ -137,8 +140,12 @@ pub fn enqueue_files(
     };
     let mut done = 0;
     for chunk in walk.files.chunks(BATCH) {
+        let owned = chunk.to_vec();
+        let keys = tokio::task::spawn_blocking(move || hash_parallel(&owned, how))
+            .await
+            .map_err(|e| QueueError::Invalid(format!("hashing the inputs failed: {e}")))?;
         let mut jobs = Vec::with_capacity(chunk.len());
-        for (path, key) in chunk.iter().zip(hash_parallel(chunk, how)) {
+        for (path, key) in chunk.iter().zip(keys) {
             match key {
                 Ok(key) => jobs.push(crate::NewJob {
                     queue: queue.to_string(),
@@ -151,7 +158,7 @@ pub fn enqueue_files(
                 Err(e) => sum.unreadable.push(e.to_string()),
             }
         }
-        for outcome in store.enqueue(jobs)? {
+        for outcome in store.enqueue(jobs).await? {
             match outcome {
                 crate::EnqueueOutcome::Inserted { .. } => sum.inserted += 1,
                 crate::EnqueueOutcome::AlreadyQueued { .. } => sum.already_queued += 1,

@@ -89,6 +89,26 @@ impl Job {
     pub fn input(&self) -> Option<&str> {
         self.payload.get("input").and_then(|v| v.as_str())
     }
+
+    /// The lease this job is held under, while it runs.
+    pub fn lease(&self) -> Option<Lease> {
+        let owner = self.lease_owner.clone()?;
+        (self.state == JobState::Running).then_some(Lease {
+            job: self.id,
+            attempt: self.attempts,
+            owner,
+        })
+    }
+}
+
+/// Who holds a running job, and for which attempt: every transition of a running job
+/// names it, so an answer from a lease that has since been lost (expired and given to
+/// another worker) changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Lease {
+    pub job: i64,
+    pub attempt: u32,
+    pub owner: String,
 }
 
 /// One attempt at a job, as recorded when it ended.
@@ -140,10 +160,68 @@ pub enum FailOutcome {
     NotLeased,
 }
 
+/// How many jobs are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub pending: u64,
+    pub running: u64,
+    pub succeeded: u64,
+    pub retrying: u64,
+    pub quarantined: u64,
+    pub cancelled: u64,
+}
+
+impl Counts {
+    pub fn of(&self, state: JobState) -> u64 {
+        match state {
+            JobState::Pending => self.pending,
+            JobState::Running => self.running,
+            JobState::Succeeded => self.succeeded,
+            JobState::Retrying => self.retrying,
+            JobState::Quarantined => self.quarantined,
+            JobState::Cancelled => self.cancelled,
+        }
+    }
+
+    pub fn add(&mut self, state: JobState, n: u64) {
+        let slot = match state {
+            JobState::Pending => &mut self.pending,
+            JobState::Running => &mut self.running,
+            JobState::Succeeded => &mut self.succeeded,
+            JobState::Retrying => &mut self.retrying,
+            JobState::Quarantined => &mut self.quarantined,
+            JobState::Cancelled => &mut self.cancelled,
+        };
+        *slot += n;
+    }
+
+    pub fn total(&self) -> u64 {
+        JobState::ALL.iter().map(|s| self.of(*s)).sum()
+    }
+
+    /// Jobs that still have to run: pending, retrying or running.
+    pub fn unfinished(&self) -> u64 {
+        self.pending + self.retrying + self.running
+    }
+
+    /// Jobs that are over: succeeded, quarantined or cancelled.
+    pub fn finished(&self) -> u64 {
+        self.succeeded + self.quarantined + self.cancelled
+    }
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Counts) {
+        for st in JobState::ALL {
+            self.add(st, other.of(st));
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Stats {
     pub queue: Option<String>,
-    pub counts: std::collections::BTreeMap<String, u64>,
+    pub counts: Counts,
     /// Jobs that succeeded in the last minute.
     pub succeeded_last_minute: u64,
     /// Seconds until the queue is empty at the last minute's rate.
@@ -151,9 +229,34 @@ pub struct Stats {
     pub oldest_running: Option<Job>,
 }
 
-#[derive(Debug, Clone, Default)]
+/// Which jobs a listing (or a bulk retry or cancel) means.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {
     pub queue: Option<String>,
     pub state: Option<JobState>,
+    /// Jobs whose key or input contains this text.
+    pub text: Option<String>,
+    /// At most this many, oldest first.
     pub limit: Option<usize>,
+}
+
+impl JobFilter {
+    pub fn queue(queue: &str) -> Self {
+        JobFilter {
+            queue: Some(queue.to_string()),
+            ..Default::default()
+        }
+    }
+
+    pub fn state(mut self, state: JobState) -> Self {
+        self.state = Some(state);
+        self
+    }
+}
+
+/// The jobs a bulk operation acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    Ids(Vec<i64>),
+    Matching(JobFilter),
 }

@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use steward_api::Health;
 use steward_config::{HealthCheck, Probe};
+use steward_net::Verdict;
 
 /// One probe's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +106,7 @@ pub async fn probe(check: &HealthCheck, reaper: &Reaper, penv: &ProbeEnv) -> Pro
                 port,
                 path,
                 url,
-            } => http(host, *port, path, url).await,
+            } => http(host, *port, path, url, timeout).await,
             Probe::Tcp { address } => {
                 match tokio::net::TcpStream::connect(address.as_str()).await {
                     Ok(_) => ProbeResult::Pass,
@@ -124,37 +125,18 @@ pub async fn probe(check: &HealthCheck, reaper: &Reaper, penv: &ProbeEnv) -> Pro
     }
 }
 
-async fn http(host: &str, port: u16, path: &str, url: &str) -> ProbeResult {
-    use http_body_util::Empty;
-    use hyper::body::Bytes;
-    let stream = match tokio::net::TcpStream::connect((host, port)).await {
-        Ok(s) => s,
-        Err(e) => return ProbeResult::Fail(format!("GET {url}: {e}")),
-    };
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut sender, conn) =
-        match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io).await {
-            Ok(x) => x,
-            Err(e) => return ProbeResult::Fail(format!("GET {url}: {e}")),
-        };
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = hyper::Request::get(path)
-        .header(hyper::header::HOST, format!("{host}:{port}"))
-        .header(hyper::header::USER_AGENT, "steward-health")
-        .body(Empty::new());
-    let req = match req {
-        Ok(r) => r,
-        Err(e) => return ProbeResult::Fail(format!("GET {url}: {e}")),
-    };
-    match sender.send_request(req).await {
-        Ok(resp) if resp.status().is_success() => ProbeResult::Pass,
-        Ok(resp) if resp.status() == hyper::StatusCode::SERVICE_UNAVAILABLE => {
-            ProbeResult::NotReady(format!("GET {url}: 503 (not ready yet)"))
-        }
-        Ok(resp) => ProbeResult::Fail(format!("GET {url}: {}", resp.status())),
+/// `GET url` by the one rule every prober of steward follows (2xx up, 503 not ready yet,
+/// anything else down), within the check's timeout.
+async fn http(host: &str, port: u16, path: &str, url: &str, timeout: Duration) -> ProbeResult {
+    match steward_net::get_status(host, port, path, timeout).await {
         Err(e) => ProbeResult::Fail(format!("GET {url}: {e}")),
+        Ok(status) => match steward_net::verdict(status) {
+            Verdict::Up => ProbeResult::Pass,
+            Verdict::Loading => {
+                ProbeResult::NotReady(format!("GET {url}: {status} (not ready yet)"))
+            }
+            Verdict::Down(why) => ProbeResult::Fail(format!("GET {url}: {why}")),
+        },
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use steward_api::{AgentInfo, PsReply, Request, Response, StateDirLock};
-use steward_config::Config;
+use steward_config::{Config, StateDir};
 use steward_events::{EventKind, EventLog};
 use steward_supervise::{CgroupDriver, Reaper, Supervisor, SupervisorContext};
 use tokio::signal::unix::{signal, SignalKind};
@@ -145,10 +145,10 @@ pub fn run_gateway_only(config: Config) -> Result<()> {
 
 /// A stable id per state dir: it names this agent's cgroups, so that a new agent finds
 /// and kills what a crashed one left behind, and two agents never share groups.
-fn agent_id(state_dir: &Path) -> String {
+fn agent_id(state_dir: &StateDir) -> String {
     // FNV-1a: tiny, stable across Rust versions (unlike `DefaultHasher`).
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in state_dir.as_os_str().as_encoded_bytes() {
+    for b in state_dir.path().as_os_str().as_encoded_bytes() {
         hash ^= u64::from(*b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
@@ -161,8 +161,8 @@ pub fn run_foreground(
     force: bool,
     until: Until,
 ) -> Result<Outcome> {
-    std::fs::create_dir_all(&config.state_dir)
-        .with_context(|| format!("cannot create the state dir {}", config.state_dir.display()))?;
+    std::fs::create_dir_all(config.state_dir.path())
+        .with_context(|| format!("cannot create the state dir {}", config.state_dir))?;
     // The lock comes first: a second agent must not touch the socket, cgroups or logs.
     let lock = StateDirLock::acquire(&config.state_dir)?;
     let instances = preflight(&config, sysroot, force)?;
@@ -200,6 +200,14 @@ pub enum Until {
 /// What a drained run leaves: the per-pipeline summaries.
 pub type Outcome = Vec<steward_pipelines::RunSummary>;
 
+/// Opens the config's queue when it has pipelines.
+fn pipelines_store(config: &Config) -> Result<Option<Arc<dyn steward_queue::JobStore>>> {
+    if config.pipelines.is_empty() {
+        return Ok(None);
+    }
+    crate::store::open(&config.state_dir, crate::store::Access::Create).map(Some)
+}
+
 async fn agent_main(
     config: Config,
     instances: Vec<steward_plan::Instance>,
@@ -207,7 +215,7 @@ async fn agent_main(
 ) -> Result<Outcome> {
     let started = Instant::now();
     let state_dir = config.state_dir.clone();
-    let events = Arc::new(EventLog::open(&state_dir.join("events.jsonl"))?);
+    let events = Arc::new(EventLog::open(&state_dir.events())?);
     let id = agent_id(&state_dir);
     let cgroups = Arc::new(CgroupDriver::detect(&id));
     let reaper = Reaper::start().context("cannot become the child subreaper")?;
@@ -215,7 +223,7 @@ async fn agent_main(
         reaper,
         cgroups.clone(),
         events,
-        state_dir.join("logs"),
+        state_dir.logs(),
         id,
     ));
 
@@ -250,7 +258,8 @@ async fn agent_main(
     set_own_oom_score_adj();
 
     let mut instances = instances;
-    let lease_listener = crate::pipelines::lease_listener(&config, &mut instances).await?;
+    let lease_listener = steward_pipelines::lease_listener(&config, &mut instances).await?;
+    let store = pipelines_store(&config)?;
     let supervisor = Supervisor::new(ctx.clone(), &config, instances.clone())?;
     let listener = steward_api::bind_socket(&state_dir)?;
     let (req_tx, mut req_rx) = mpsc::channel(64);
@@ -259,16 +268,34 @@ async fn agent_main(
     supervisor.start_all();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let gateway = start_gateway(&config, Some(supervisor.clone()), shutdown_rx.clone()).await?;
-    let mut pipelines = crate::pipelines::start(
-        &config,
-        &ctx,
-        &supervisor,
-        &instances,
-        lease_listener,
-        until == Until::Drained,
-        shutdown_rx,
-    )?;
-    let mut drained = pipelines.drained();
+    let mut pipelines = match store {
+        None => None,
+        Some(store) => Some(
+            steward_pipelines::Pipelines::start(steward_pipelines::Start {
+                config: &config,
+                ctx: &ctx,
+                supervisor: &supervisor,
+                instances: &instances,
+                store,
+                lease_listener,
+                until_empty: until == Until::Drained,
+                shutdown: shutdown_rx.clone(),
+            })
+            .await?,
+        ),
+    };
+    let mut drained = match pipelines.as_mut() {
+        Some(p) => p.drained(),
+        None => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = tx.send(());
+            rx
+        }
+    };
+    let bar = match (&pipelines, until) {
+        (Some(p), Until::Drained) => crate::progress_bar::start(p.runners().to_vec(), shutdown_rx),
+        _ => None,
+    };
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -306,11 +333,17 @@ async fn agent_main(
     if let Some(g) = gateway {
         let _ = g.await;
     }
-    let outcome = pipelines.finish().await;
+    if let Some(bar) = bar {
+        let _ = bar.await;
+    }
+    let outcome = match pipelines {
+        Some(p) => p.finish().await,
+        None => Vec::new(),
+    };
     supervisor.stop_all().await;
     cgroups.cleanup();
     ctx.emit(None, EventKind::AgentStopped);
-    let _ = std::fs::remove_file(state_dir.join(steward_api::SOCKET_NAME));
+    let _ = std::fs::remove_file(state_dir.socket());
     for reply in down_replies {
         let _ = reply.send(Response::ok());
     }
@@ -323,7 +356,7 @@ async fn agent_main(
 #[derive(Clone)]
 struct AgentBasics {
     config: PathBuf,
-    state_dir: PathBuf,
+    state_dir: StateDir,
     started: Instant,
 }
 
@@ -337,7 +370,7 @@ async fn handle(sup: &Arc<Supervisor>, info: &AgentBasics, req: Request) -> Resp
                     agent: AgentInfo {
                         pid: std::process::id(),
                         config: info.config.display().to_string(),
-                        state_dir: info.state_dir.display().to_string(),
+                        state_dir: info.state_dir.to_string(),
                         cgroups: ctx.cgroups.describe(),
                         uptime_ms: info.started.elapsed().as_millis() as u64,
                         orphans_reaped: ctx.reaper.orphans_reaped(),
@@ -373,12 +406,12 @@ pub fn run_detached(
     sysroot: Option<&Path>,
     force: bool,
 ) -> Result<()> {
-    std::fs::create_dir_all(&config.state_dir)
-        .with_context(|| format!("cannot create the state dir {}", config.state_dir.display()))?;
+    std::fs::create_dir_all(config.state_dir.path())
+        .with_context(|| format!("cannot create the state dir {}", config.state_dir))?;
     // Refuse early, with the same message as the foreground agent would give.
     drop(StateDirLock::acquire(&config.state_dir)?);
     preflight(config, sysroot, force)?;
-    let log_path = config.state_dir.join("agent.log");
+    let log_path = config.state_dir.agent_log();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

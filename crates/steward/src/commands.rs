@@ -4,11 +4,11 @@ use crate::cli::{Command, ConfigCommand, Target};
 use crate::{agent, target};
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets, Table};
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 use steward_api::ServiceStatus;
 use steward_api::{Client, PsReply, Request};
+use steward_config::StateDir;
 use steward_events::fmt_bytes;
 
 pub fn run(command: Command) -> Result<ExitCode> {
@@ -114,7 +114,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
                     "{}: ok, {} service(s); state dir {}",
                     config.path.display(),
                     config.services.len(),
-                    config.state_dir.display()
+                    config.state_dir
                 );
                 for svc in config.services.values() {
                     let mem = svc.memory.map_or("no memory limit".to_string(), |m| {
@@ -131,7 +131,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn request(state_dir: &Path, req: &Request) -> Result<steward_api::Response> {
+fn request(state_dir: &StateDir, req: &Request) -> Result<steward_api::Response> {
     let mut client = Client::connect(state_dir)?;
     Ok(client.request(req)?)
 }
@@ -237,18 +237,17 @@ fn short_duration(d: Duration) -> String {
     }
 }
 
-fn logs(state_dir: &Path, service: &str, tail: Option<usize>, follow: bool) -> Result<()> {
-    let dir = state_dir.join("logs").join(service);
+fn logs(state_dir: &StateDir, service: &str, tail: Option<usize>, follow: bool) -> Result<()> {
+    let dir = state_dir.service_logs(service);
     if !dir.is_dir() {
-        let known: Vec<String> = std::fs::read_dir(state_dir.join("logs"))
+        let known: Vec<String> = std::fs::read_dir(state_dir.logs())
             .map(|rd| {
                 rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
                     .collect()
             })
             .unwrap_or_default();
         bail!(
-            "no logs for \"{service}\" in {}; services with logs: {}",
-            state_dir.display(),
+            "no logs for \"{service}\" in {state_dir}; services with logs: {}",
             if known.is_empty() {
                 "none yet".to_string()
             } else {
@@ -271,21 +270,15 @@ fn logs(state_dir: &Path, service: &str, tail: Option<usize>, follow: bool) -> R
 fn print_run_summary(outcome: &[steward_pipelines::RunSummary]) -> ExitCode {
     let mut lost = 0;
     for s in outcome {
-        let c = |k: &str| s.counts.get(k).copied().unwrap_or(0);
+        let c = &s.counts;
         println!(
             "{}: {} succeeded, {} quarantined, {} cancelled; {} pending, {} retrying, {} running",
-            s.pipeline,
-            c("succeeded"),
-            c("quarantined"),
-            c("cancelled"),
-            c("pending"),
-            c("retrying"),
-            c("running")
+            s.pipeline, c.succeeded, c.quarantined, c.cancelled, c.pending, c.retrying, c.running
         );
         for (input, why) in &s.quarantined {
             println!("  quarantined {input}: {why}");
         }
-        lost += c("pending") + c("retrying") + c("running");
+        lost += c.unfinished();
     }
     if lost > 0 {
         println!("{lost} job(s) did not finish");

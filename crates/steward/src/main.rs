@@ -6,9 +6,10 @@ mod cli;
 mod commands;
 mod explain_cmd;
 mod node;
-mod pipelines;
+mod progress_bar;
 mod queue_cmd;
 mod report;
+mod store;
 mod target;
 
 use clap::Parser;
@@ -37,15 +38,7 @@ fn main() -> ExitCode {
 /// The error and its causes on one line, without repeating a cause that the outer
 /// message already quotes.
 fn one_line(err: &anyhow::Error) -> String {
-    let mut line = err.to_string();
-    for cause in err.chain().skip(1) {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-    }
-    line
+    steward_net::one_line(err.as_ref())
 }
 
 fn hint_for(err: &anyhow::Error) -> Option<&'static str> {

@@ -2,9 +2,8 @@
 
 use crate::cli::NodeArgs;
 use anyhow::{bail, Result};
-use std::path::PathBuf;
 use std::process::ExitCode;
-use steward_config::{ByteSize, Config};
+use steward_config::{ByteSize, Config, StateDir};
 use steward_doctor::{DoctorInputs, Level};
 use steward_host::{cpulist, HostFacts};
 
@@ -19,13 +18,9 @@ fn optional_config(node: &NodeArgs) -> Result<Option<Config>> {
     }
 }
 
-fn state_dir(config: Option<&Config>) -> PathBuf {
+fn state_dir(config: Option<&Config>) -> StateDir {
     config.map_or_else(
-        || {
-            std::env::current_dir()
-                .unwrap_or_default()
-                .join(steward_config::DEFAULT_STATE_DIR)
-        },
+        || StateDir::new(steward_config::DEFAULT_STATE_DIR),
         |c| c.state_dir.clone(),
     )
 }
@@ -212,7 +207,7 @@ pub fn doctor(node: &NodeArgs, no_dns: bool) -> Result<ExitCode> {
         None => None,
     };
     let dns =
-        (!no_dns).then(|| crate::node::probe_resolvers(facts.resolvers.as_deref().unwrap_or(&[])));
+        (!no_dns).then(|| steward_host::probe_resolvers(facts.resolvers.as_deref().unwrap_or(&[])));
     let own_pids = config
         .as_ref()
         .map(|c| own_pids(&c.state_dir))
@@ -245,7 +240,7 @@ pub fn doctor(node: &NodeArgs, no_dns: bool) -> Result<ExitCode> {
 
 /// Pids of the processes a running agent on this state dir supervises, and their
 /// descendants, so their GPU memory is not reported as someone else's.
-fn own_pids(state_dir: &std::path::Path) -> Vec<u32> {
+fn own_pids(state_dir: &StateDir) -> Vec<u32> {
     let Ok(mut client) = steward_api::Client::connect(state_dir) else {
         return Vec::new();
     };

@@ -2,11 +2,11 @@
 
 use crate::cli::Target;
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use steward_config::StateDir;
 
-pub fn state_dir(target: &Target) -> Result<PathBuf> {
+pub fn state_dir(target: &Target) -> Result<StateDir> {
     if let Some(dir) = &target.state_dir {
-        return Ok(std::path::absolute(dir).unwrap_or_else(|_| dir.clone()));
+        return Ok(StateDir::new(dir));
     }
     let config = steward_config::load(&target.file)
         .with_context(|| "cannot tell which agent to talk to".to_string())?;

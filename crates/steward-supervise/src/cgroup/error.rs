@@ -20,4 +20,3 @@ pub enum CgroupError {
     #[error("{0}")]
     Unavailable(String),
 }
-

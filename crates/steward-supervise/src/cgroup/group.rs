@@ -121,4 +121,3 @@ pub fn keyed_value(text: &str, key: &str) -> Option<u64> {
 fn read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
-

@@ -10,4 +10,3 @@ pub struct CgroupLimits {
     /// CPUs for the cpuset controller, where one is available (affinity is set anyway).
     pub cpus: Option<Vec<usize>>,
 }
-

@@ -149,4 +149,3 @@ fn subgroups(dir: &Path) -> Vec<PathBuf> {
         })
         .unwrap_or_default()
 }
-

@@ -1,7 +1,8 @@
-//! Backups and restores. A damaged queue is never recreated: steward refuses, names the
-//! newest good backup, and `steward queue restore` puts it back (keeping the damaged file).
+//! Backups of an SQLite queue file, and restores. A damaged queue is never recreated:
+//! steward refuses, names the newest good backup, and `steward queue restore` puts it back
+//! (keeping the damaged file).
 
-use crate::{QueueError, SqliteStore};
+use crate::QueueError;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -79,9 +80,14 @@ pub(crate) fn damaged(db: &Path, detail: String) -> QueueError {
     }
 }
 
-/// Takes an online backup into `backups/queue-<time>.db` and keeps the newest `keep`.
-pub fn backup(store: &SqliteStore, keep: usize) -> Result<PathBuf, QueueError> {
-    let dir = backups_dir(store.path());
+/// Writes a backup of `db` into `backups/queue-<time>.db` with `write` (given the file to
+/// write) and keeps the newest `keep`.
+pub(crate) fn rotate_into(
+    db: &Path,
+    keep: usize,
+    write: impl FnOnce(&Path) -> Result<(), QueueError>,
+) -> Result<PathBuf, QueueError> {
+    let dir = backups_dir(db);
     std::fs::create_dir_all(&dir).map_err(|source| QueueError::Io {
         what: "cannot create",
         path: dir.clone(),
@@ -95,11 +101,11 @@ pub fn backup(store: &SqliteStore, keep: usize) -> Result<PathBuf, QueueError> {
     // `queue-*.db` for `restore` to pick. The oldest are pruned before the rename, so no
     // more than `keep` backups are ever there at once.
     let partial = dir.join(format!("queue-{stamp}.db.partial"));
-    if let Err(e) = store.backup_to(&partial) {
+    if let Err(e) = write(&partial) {
         let _ = std::fs::remove_file(&partial);
         return Err(e);
     }
-    for old in list_backups(store.path()).into_iter().skip(keep.max(1) - 1) {
+    for old in list_backups(db).into_iter().skip(keep.max(1) - 1) {
         let _ = std::fs::remove_file(old.path);
     }
     std::fs::rename(&partial, &dest).map_err(|source| QueueError::Io {

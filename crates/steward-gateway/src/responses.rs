@@ -1,4 +1,5 @@
-//! Errors in OpenAI's JSON shape, so clients' error handling works unchanged.
+//! What the gateway answers itself: errors in OpenAI's JSON shape (so clients' error
+//! handling works unchanged), JSON bodies, and the SSE event that ends a broken stream.
 
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Bytes;
@@ -25,4 +26,13 @@ pub fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Resp
 pub fn sse_error(message: &str) -> Bytes {
     let body = serde_json::json!({ "error": { "message": message, "type": "upstream_error", "code": 502 } });
     Bytes::from(format!("data: {body}\n\n"))
+}
+
+/// `status` with a JSON body.
+pub fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(full(v.to_string()))
+        .unwrap_or_else(|_| Response::new(full("")))
 }

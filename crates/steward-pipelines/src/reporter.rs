@@ -1,0 +1,174 @@
+//! Where a job's outcome goes: back to the queue (complete, or fail and retry, or
+//! quarantine), into the event log with `explain`'s reading of its output, and, for a
+//! quarantined input, beside it in the quarantine folder with every attempt's reason.
+
+use crate::quarantine::quarantine;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use steward_config::Pipeline;
+use steward_events::{EventKind, ExitClass};
+use steward_queue::{now_ms, FailOutcome, Failure, Job, JobStore};
+use steward_supervise::SupervisorContext;
+
+pub struct Reporter {
+    pub(crate) ctx: Arc<SupervisorContext>,
+    pub(crate) store: Arc<dyn JobStore>,
+    pub(crate) pipeline: Arc<Pipeline>,
+    /// When a job of this pipeline last completed (ms since the epoch): the stall watch
+    /// and `progress.json` read it.
+    last_completion: AtomicI64,
+}
+
+impl Reporter {
+    pub fn new(
+        ctx: Arc<SupervisorContext>,
+        store: Arc<dyn JobStore>,
+        pipeline: Arc<Pipeline>,
+    ) -> Self {
+        Reporter {
+            ctx,
+            store,
+            pipeline,
+            last_completion: AtomicI64::new(now_ms()),
+        }
+    }
+
+    pub fn last_completion(&self) -> i64 {
+        self.last_completion.load(Ordering::Relaxed)
+    }
+
+    /// Reports how `job` (as it was leased) ended; quarantines its input when it is out of
+    /// attempts, or at once with `at_once` (an input that must never run). A report for a
+    /// lease that has since been lost changes nothing, and says so: then it returns false.
+    pub async fn report(&self, job: &Job, outcome: Result<(), Failure>, at_once: bool) -> bool {
+        let Some(lease) = job.lease() else {
+            tracing::warn!(
+                "{}: job {} is not leased; its outcome is dropped",
+                self.pipeline.name,
+                job.id
+            );
+            return false;
+        };
+        match outcome {
+            Ok(()) => match self.store.complete(&lease).await {
+                Ok(true) => {
+                    self.last_completion.store(now_ms(), Ordering::Relaxed);
+                    true
+                }
+                Ok(false) => {
+                    tracing::warn!(
+                        "{}: job {} attempt {} by {} completed after its lease was lost; the completion is refused (the job runs again or already ran elsewhere)",
+                        self.pipeline.name, job.id, lease.attempt, lease.owner
+                    );
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: cannot record job {} as done: {e}",
+                        self.pipeline.name,
+                        job.id
+                    );
+                    false
+                }
+            },
+            Err(f) => {
+                let result = if at_once {
+                    self.store.quarantine_now(&lease, f.clone()).await.map(|q| {
+                        if q {
+                            FailOutcome::Quarantined {
+                                attempts: lease.attempt,
+                            }
+                        } else {
+                            FailOutcome::NotLeased
+                        }
+                    })
+                } else {
+                    self.store
+                        .fail(&lease, f.clone(), &self.pipeline.backoff)
+                        .await
+                };
+                let quarantined = match result {
+                    Ok(FailOutcome::Quarantined { .. }) => true,
+                    Ok(FailOutcome::Retrying { .. }) => false,
+                    Ok(FailOutcome::NotLeased) => {
+                        tracing::warn!(
+                            "{}: job {} attempt {} by {} failed after its lease was lost; the failure is not counted",
+                            self.pipeline.name, job.id, lease.attempt, lease.owner
+                        );
+                        return false;
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "{}: cannot record the failure of job {}: {e}",
+                            self.pipeline.name,
+                            job.id
+                        );
+                        return false;
+                    }
+                };
+                self.ctx.emit(
+                    Some(&self.pipeline.name),
+                    EventKind::JobFailed {
+                        job: job.id,
+                        input: job.input().unwrap_or(&job.key).to_string(),
+                        attempt: job.attempts,
+                        class: f.class.clone(),
+                        error: f.error.clone(),
+                        quarantined,
+                        explain: f
+                            .stderr_tail
+                            .as_deref()
+                            .and_then(|t| steward_explain::explain_text(t.as_bytes()).one_line()),
+                    },
+                );
+                if quarantined {
+                    self.quarantine_input(job).await;
+                }
+                true
+            }
+        }
+    }
+
+    async fn quarantine_input(&self, job: &Job) {
+        let (Some(dir), Some(input)) = (&self.pipeline.quarantine_dir, job.input()) else {
+            return;
+        };
+        let Ok(Some((job, attempts))) = self.store.get(job.id).await else {
+            return;
+        };
+        let (dir, mode, input) = (dir.clone(), self.pipeline.quarantine, input.to_string());
+        let name = self.pipeline.name.clone();
+        let moved = tokio::task::spawn_blocking(move || {
+            quarantine(&dir, mode, Path::new(&input), &job, &attempts).map_err(|e| {
+                format!(
+                    "{name}: cannot quarantine {input} into {}: {e}",
+                    dir.display()
+                )
+            })
+        })
+        .await;
+        if let Ok(Err(why)) = moved {
+            tracing::warn!("{why}");
+        }
+    }
+}
+
+/// A job that could not be started at all (no input, a refused input, a bad template).
+pub fn cannot_run(why: &str) -> Failure {
+    failure(
+        ExitClass::SpawnFailed {
+            reason: why.to_string(),
+        },
+        why,
+        None,
+    )
+}
+
+pub fn failure(class: ExitClass, error: &str, stderr_tail: Option<String>) -> Failure {
+    Failure {
+        class,
+        error: error.to_string(),
+        stderr_tail,
+    }
+}
