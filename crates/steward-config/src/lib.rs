@@ -4,6 +4,9 @@
 //! humantime strings. Every error names the file, line, column and key, and says what was
 //! expected, because the person reading it is usually paged at night.
 
+mod backoff;
+mod config;
+mod context;
 mod cpus;
 mod deps;
 mod duration;
@@ -11,14 +14,18 @@ mod error;
 mod gateway;
 mod gpu;
 mod health;
+mod parse;
 mod pipeline;
-mod raw;
-mod resolve;
+mod queue;
+mod service;
 mod signal;
 mod size;
 mod state_dir;
 pub mod template;
+mod worker;
 
+pub use backoff::{Backoff, CrashLoop};
+pub use config::Config;
 pub use cpus::CpuList;
 pub use deps::{depths, Condition};
 pub use duration::HumanDuration;
@@ -27,10 +34,12 @@ pub use gateway::{Backend, Gateway, Retries, RetryBudget, Route, Timeouts};
 pub use gpu::{AllGpus, CudaEnv, GpuSelector};
 pub use health::{HealthCheck, Probe};
 pub use pipeline::{OnStall, Pipeline, PipelineMode, QuarantineMode};
-pub use resolve::{Backoff, Config, CrashLoop, LogRotation, QueueSettings, RestartPolicy, Service};
+pub use queue::QueueSettings;
+pub use service::{RestartPolicy, Service};
 pub use signal::StopSignal;
 pub use size::ByteSize;
 pub use state_dir::{StateDir, DEFAULT_STATE_DIR};
+pub use worker::LogRotation;
 
 use std::path::Path;
 
@@ -45,6 +54,6 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and validates config text; `path` names the file in errors and anchors relative paths.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let raw = raw::parse(text, path)?;
-    resolve::resolve(raw, text, path)
+    let raw = parse::parse(text, path)?;
+    config::resolve(raw, text, path)
 }

@@ -2,16 +2,16 @@
 //! gpus, limits, env) are a service's, so they go through the same plan; the rest says how
 //! jobs run.
 
-use crate::raw::{RawBackoff, RawCommand, RawLog, RawRestart, RawService};
-use crate::resolve::{resolve_service, Ctx};
-use crate::{
-    Backoff, ByteSize, ConfigError, CpuList, CudaEnv, GpuSelector, HumanDuration, Service,
-};
+use crate::backoff::{resolve_backoff, RawBackoff};
+use crate::context::Ctx;
+use crate::service::{resolve_service, RawCommand, RawRestart, RawService, Service};
+use crate::worker::with_worker_keys;
+use crate::{Backoff, ConfigError, HumanDuration};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Deserialize)]
+with_worker_keys! {
+#[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawPipeline {
     pub queue: Option<String>,
@@ -35,25 +35,7 @@ pub struct RawPipeline {
     #[serde(default)]
     pub confine_inputs: bool,
     pub input_root: Option<PathBuf>,
-    // The worker replicas, as for a service:
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    pub cwd: Option<PathBuf>,
-    pub replicas: Option<u32>,
-    pub gpus: Option<GpuSelector>,
-    pub replicas_per_gpu: Option<u32>,
-    pub cpus_per_replica: Option<u32>,
-    pub cpus: Option<CpuList>,
-    pub memory: Option<ByteSize>,
-    pub memory_swap: Option<ByteSize>,
-    pub gpu_memory: Option<ByteSize>,
-    pub pids_max: Option<u32>,
-    pub oom_score_adj: Option<i32>,
-    pub cuda_env: Option<CudaEnv>,
-    pub start_stagger: Option<HumanDuration>,
-    pub stop_timeout: Option<HumanDuration>,
-    #[serde(default)]
-    pub log: RawLog,
+}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +100,7 @@ pub struct Pipeline {
 pub(crate) fn resolve(
     ctx: &Ctx,
     name: &str,
-    raw: RawPipeline,
+    mut raw: RawPipeline,
     base: &Path,
 ) -> Result<Pipeline, ConfigError> {
     let at = |k: &'static str| vec!["pipelines", name, k];
@@ -127,7 +109,7 @@ pub(crate) fn resolve(
     } else {
         PipelineMode::PerJob
     });
-    let argv = match (mode, raw.command, raw.worker) {
+    let argv = match (mode, raw.command.take(), raw.worker.take()) {
         (PipelineMode::PerJob, Some(cmd), None) => cmd,
         (PipelineMode::Lease, None, Some(w)) => w,
         (PipelineMode::PerJob, _, _) => {
@@ -173,40 +155,14 @@ pub(crate) fn resolve(
             "on_stall = \"restart\" needs stall_timeout, the time without a completed job that counts as a stall (e.g. stall_timeout = \"10m\")",
         ));
     }
-    let defaults = Backoff {
-        initial: HumanDuration::secs(1),
-        max: HumanDuration::secs(60),
-        jitter: 0.2,
-        reset_after: HumanDuration::secs(30),
-    };
-    let backoff = Backoff {
-        initial: raw.backoff.initial.unwrap_or(defaults.initial),
-        max: raw.backoff.max.unwrap_or(defaults.max),
-        jitter: raw.backoff.jitter.unwrap_or(defaults.jitter),
-        reset_after: raw.backoff.reset_after.unwrap_or(defaults.reset_after),
-    };
+    let backoff = resolve_backoff(ctx, &["pipelines", name], std::mem::take(&mut raw.backoff))?;
     // The replicas, resolved and checked exactly as a service would be.
     let workers = RawService {
         command: Some(RawCommand::Argv(argv.clone())),
-        env: raw.env,
-        cwd: raw.cwd,
         restart: Some(RawRestart::Always),
-        replicas: raw.replicas,
-        gpus: raw.gpus,
-        replicas_per_gpu: raw.replicas_per_gpu,
-        cpus_per_replica: raw.cpus_per_replica,
-        cpus: raw.cpus,
-        memory: raw.memory,
-        memory_swap: raw.memory_swap,
-        gpu_memory: raw.gpu_memory,
-        pids_max: raw.pids_max,
-        oom_score_adj: raw.oom_score_adj,
-        cuda_env: raw.cuda_env,
-        start_stagger: raw.start_stagger,
-        stop_timeout: raw.stop_timeout,
-        log: raw.log,
         ..Default::default()
-    };
+    }
+    .with_worker(raw.take_worker());
     let mut workers = resolve_service(ctx, "pipelines", name, workers, base)?;
     workers.pipeline = Some(name.to_string());
     workers.per_job = mode == PipelineMode::PerJob;

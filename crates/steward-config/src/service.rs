@@ -1,46 +1,56 @@
-//! From the file as written to the model steward runs: defaults filled in, relations between
-//! keys checked, paths made absolute.
+//! `[services.NAME]`: a long-running process steward supervises. Its own keys (the
+//! command, restart policy, health, dependencies) and the worker keys it shares with
+//! pipelines' replicas, resolved into a [`Service`] the plan places and the supervisor runs.
 
-use crate::deps::{find_cycle, Condition};
+use crate::backoff::{resolve_backoff, resolve_crash_loop, RawBackoff, RawCrashLoop};
+use crate::context::Ctx;
+use crate::deps::{Condition, RawDependsOn};
 use crate::gpu::{CudaEnv, GpuSelector};
-use crate::health::HealthCheck;
-use crate::raw::{RawCommand, RawConfig, RawRestart, RawService};
-use crate::{ByteSize, ConfigError, CpuList, HumanDuration, Location, StopSignal};
-use serde::Serialize;
+use crate::health::{HealthCheck, RawHealth};
+use crate::worker::{with_worker_keys, LogRotation};
+use crate::{Backoff, ByteSize, ConfigError, CpuList, CrashLoop, HumanDuration, StopSignal};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// A validated config, ready to run.
-#[derive(Debug, Clone, Serialize)]
-pub struct Config {
-    /// The config file, absolute.
-    pub path: PathBuf,
-    /// The state dir, absolute: `queue.db`, `logs/`, `events.jsonl`, `steward.sock`.
-    pub state_dir: crate::StateDir,
-    /// Memory admission keeps free for the host. `None`: the larger of 2 GiB and 5% of
-    /// MemTotal, decided by the plan.
-    pub reserve_memory: Option<ByteSize>,
-    pub services: BTreeMap<String, Service>,
-    pub pipelines: BTreeMap<String, crate::Pipeline>,
-    pub gateway: Option<crate::Gateway>,
-    pub queue: QueueSettings,
-}
-
-/// `[queue]`: online backups of `queue.db` into `state_dir/backups/` while the agent runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct QueueSettings {
-    pub backup_interval: HumanDuration,
-    /// The newest this many backups are kept.
-    pub backups_kept: usize,
-}
-
-impl Config {
-    /// Services and the worker replicas of pipelines: everything the plan places.
-    pub fn workloads(&self) -> impl Iterator<Item = &Service> {
-        self.services
-            .values()
-            .chain(self.pipelines.values().map(|p| &p.workers))
+with_worker_keys! {
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawService {
+        pub command: Option<RawCommand>,
+        #[serde(default)]
+        pub shell: bool,
+        pub restart: Option<RawRestart>,
+        #[serde(default)]
+        pub backoff: RawBackoff,
+        #[serde(default)]
+        pub crash_loop: RawCrashLoop,
+        pub health: Option<RawHealth>,
+        pub liveness_failures: Option<u32>,
+        #[serde(default)]
+        pub notify: bool,
+        pub depends_on: Option<RawDependsOn>,
     }
+}
+
+/// `command = ["python3", "serve.py"]`, or a string that is split like a shell would
+/// (without running one) unless `shell = true`.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an argv array such as [\"python3\", \"serve.py\"] or a string"
+)]
+pub enum RawCommand {
+    Argv(Vec<String>),
+    Line(String),
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawRestart {
+    Always,
+    OnFailure,
+    Never,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,153 +129,8 @@ impl std::fmt::Display for RestartPolicy {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Backoff {
-    pub initial: HumanDuration,
-    pub max: HumanDuration,
-    /// Fraction of each delay that is randomised, 0 to 1.
-    pub jitter: f64,
-    /// A run at least this long counts as healthy and resets the backoff.
-    pub reset_after: HumanDuration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct CrashLoop {
-    /// More than this many exits within `window` is a crash loop.
-    pub exits: u32,
-    pub window: HumanDuration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct LogRotation {
-    pub max_size: ByteSize,
-    pub keep: u32,
-}
-
-impl Backoff {
-    /// The delay before retry `n` (0-based): `initial * 2^n`, capped at `max`, less up to
-    /// `jitter` of it at random (`random` in 0..1), so it never exceeds `max`.
-    pub fn delay(&self, n: u32, random: f64) -> std::time::Duration {
-        let base = self
-            .initial
-            .0
-            .saturating_mul(2u32.saturating_pow(n.min(31)))
-            .min(self.max.0);
-        base.mul_f64(1.0 - self.jitter.clamp(0.0, 1.0) * random.clamp(0.0, 1.0))
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            initial: HumanDuration::secs(1),
-            max: HumanDuration::secs(60),
-            jitter: 0.2,
-            reset_after: HumanDuration::secs(30),
-        }
-    }
-}
-
-impl Default for CrashLoop {
-    fn default() -> Self {
-        CrashLoop {
-            exits: 5,
-            window: HumanDuration::secs(60),
-        }
-    }
-}
-
-impl Default for LogRotation {
-    fn default() -> Self {
-        LogRotation {
-            max_size: ByteSize(10 * 1024 * 1024),
-            keep: 5,
-        }
-    }
-}
-
 /// Processes steward starts are preferred OOM victims over the host's own daemons.
 pub const DEFAULT_OOM_SCORE_ADJ: i32 = 500;
-
-pub(crate) struct Ctx<'a> {
-    text: &'a str,
-    path: &'a Path,
-}
-
-impl Ctx<'_> {
-    pub(crate) fn err(&self, key: &[&str], message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            location: Location::from_offset(
-                self.path.to_path_buf(),
-                self.text,
-                locate(self.text, key),
-            ),
-            key: key.join("."),
-            message: message.into(),
-        }
-    }
-}
-
-pub fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let ctx = Ctx { text, path };
-    let abs_path = absolute(path);
-    let base = abs_path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let state_dir = crate::StateDir::new(
-        base.join(
-            raw.state_dir
-                .unwrap_or_else(|| crate::DEFAULT_STATE_DIR.into()),
-        ),
-    );
-    let mut services = BTreeMap::new();
-    for (name, svc) in raw.services {
-        let resolved = resolve_service(&ctx, "services", &name, svc, &base)?;
-        services.insert(name, resolved);
-    }
-    check_graph(&ctx, &services)?;
-    let mut pipelines = BTreeMap::new();
-    for (name, p) in raw.pipelines {
-        if services.contains_key(&name) {
-            return Err(ctx.err(
-                &["pipelines", name.as_str()],
-                format!("\"{name}\" is also a service; give the pipeline another name"),
-            ));
-        }
-        let resolved = crate::pipeline::resolve(&ctx, &name, p, &base)?;
-        pipelines.insert(name, resolved);
-    }
-    let gateway = raw
-        .gateway
-        .map(|g| crate::gateway::resolve(&ctx, g, &services))
-        .transpose()?;
-    let raw_queue = raw.queue.unwrap_or_default();
-    let queue = QueueSettings {
-        backup_interval: raw_queue
-            .backup_interval
-            .unwrap_or(HumanDuration::secs(600)),
-        backups_kept: raw_queue.backups_kept.unwrap_or(5),
-    };
-    if queue.backup_interval.0 < std::time::Duration::from_secs(1) {
-        return Err(ctx.err(
-            &["queue", "backup_interval"],
-            "must be at least 1s (a backup copies the whole queue.db)",
-        ));
-    }
-    if queue.backups_kept == 0 {
-        return Err(ctx.err(
-            &["queue", "backups_kept"],
-            "must be at least 1: the newest backup is what `steward queue restore` brings back",
-        ));
-    }
-    Ok(Config {
-        path: abs_path,
-        state_dir,
-        reserve_memory: raw.reserve_memory,
-        services,
-        pipelines,
-        gateway,
-        queue,
-    })
-}
 
 pub(crate) fn resolve_service(
     ctx: &Ctx,
@@ -295,46 +160,8 @@ pub(crate) fn resolve_service(
         }
     }
 
-    let defaults = Backoff::default();
-    let backoff = Backoff {
-        initial: raw.backoff.initial.unwrap_or(defaults.initial),
-        max: raw.backoff.max.unwrap_or(defaults.max),
-        jitter: raw.backoff.jitter.unwrap_or(defaults.jitter),
-        reset_after: raw.backoff.reset_after.unwrap_or(defaults.reset_after),
-    };
-    if backoff.initial > backoff.max {
-        return Err(ctx.err(
-            &[section, name, "backoff", "initial"],
-            format!(
-                "initial backoff {} is longer than max {}; initial must be <= max",
-                backoff.initial, backoff.max
-            ),
-        ));
-    }
-    if !(0.0..=1.0).contains(&backoff.jitter) {
-        return Err(ctx.err(
-            &[section, name, "backoff", "jitter"],
-            format!("jitter {} is outside 0..1; it is the fraction of each delay that is random, e.g. 0.2", backoff.jitter),
-        ));
-    }
-
-    let cl_default = CrashLoop::default();
-    let crash_loop = CrashLoop {
-        exits: raw.crash_loop.exits.unwrap_or(cl_default.exits),
-        window: raw.crash_loop.window.unwrap_or(cl_default.window),
-    };
-    if crash_loop.exits == 0 {
-        return Err(ctx.err(
-            &[section, name, "crash_loop", "exits"],
-            "must be at least 1: a crash loop is more than this many exits within `window`",
-        ));
-    }
-    if crash_loop.window.0.is_zero() {
-        return Err(ctx.err(
-            &[section, name, "crash_loop", "window"],
-            "must be longer than 0s",
-        ));
-    }
+    let backoff = resolve_backoff(ctx, &[section, name], raw.backoff)?;
+    let crash_loop = resolve_crash_loop(ctx, &[section, name], raw.crash_loop)?;
 
     if let Some(mem) = raw.memory {
         if mem.bytes() < 4 * 1024 * 1024 {
@@ -496,65 +323,6 @@ pub(crate) fn resolve_service(
     })
 }
 
-/// Checks `depends_on` across the whole file: names exist, no service waits on itself,
-/// no cycle, and every condition can be met.
-fn check_graph(ctx: &Ctx, services: &BTreeMap<String, Service>) -> Result<(), ConfigError> {
-    for svc in services.values() {
-        for (dep, cond) in &svc.depends_on {
-            let at = ["services", svc.name.as_str(), "depends_on"];
-            if dep == &svc.name {
-                return Err(ctx.err(&at, format!("\"{dep}\" depends on itself")));
-            }
-            let Some(target) = services.get(dep) else {
-                let known: Vec<&str> = services.keys().map(String::as_str).collect();
-                let guess = known
-                    .iter()
-                    .map(|k| (strsim::jaro_winkler(dep, k), *k))
-                    .filter(|(s, _)| *s > 0.8)
-                    .max_by(|a, b| a.0.total_cmp(&b.0))
-                    .map(|(_, k)| format!("; did you mean \"{k}\"?"))
-                    .unwrap_or_default();
-                return Err(ctx.err(
-                    &at,
-                    format!(
-                        "\"{dep}\" is not a service in this file (it has: {}){guess}",
-                        known.join(", ")
-                    ),
-                ));
-            };
-            match cond {
-                Condition::Healthy if !target.has_readiness() => {
-                    return Err(ctx.err(
-                        &at,
-                        format!("waits for \"{dep}\" to be healthy, but {dep} has no health check: add [services.{dep}.health], set notify = true on it, or wait for \"started\""),
-                    ))
-                }
-                Condition::Completed if target.restart == RestartPolicy::Always => {
-                    return Err(ctx.err(
-                        &at,
-                        format!("waits for \"{dep}\" to complete, but {dep} has restart = \"always\" and never completes; make it a one-shot with restart = \"never\""),
-                    ))
-                }
-                _ => {}
-            }
-        }
-    }
-    let graph: BTreeMap<String, Vec<String>> = services
-        .values()
-        .map(|s| (s.name.clone(), s.depends_on.keys().cloned().collect()))
-        .collect();
-    if let Some(cycle) = find_cycle(&graph) {
-        return Err(ctx.err(
-            &["services", cycle[0].as_str(), "depends_on"],
-            format!(
-                "dependency cycle: {}; nothing in it could ever start",
-                cycle.join(" -> ")
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Service names become folder and cgroup names, so they are kept plain.
 fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -622,32 +390,6 @@ fn has_unquoted_shell_syntax(line: &str) -> bool {
         }
     }
     false
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-/// Byte offset of the deepest part of `key` that exists in the file, so that an error about
-/// a relation between keys still points at the right line.
-fn locate(text: &str, key: &[&str]) -> usize {
-    let Ok(root) = toml::de::DeTable::parse(text) else {
-        return 0;
-    };
-    let mut offset = 0;
-    let mut table = Some(root.get_ref());
-    for part in key {
-        let Some(t) = table else { break };
-        let Some((k, v)) = t.get_key_value(*part) else {
-            break;
-        };
-        offset = k.span().start;
-        table = match v.get_ref() {
-            toml::de::DeValue::Table(inner) => Some(inner),
-            _ => None,
-        };
-    }
-    offset
 }
 
 #[cfg(test)]
