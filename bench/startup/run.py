@@ -6,7 +6,7 @@ context. Three ways to start them, in the same run:
   * serialized per GPU (steward's default with `gpus`): 8 one after another on each GPU,
     the two GPUs in parallel. Ideal: 8 x 0.3 s = 2.4 s.
   * fully parallel (no `gpus`): all 16 at once. Ideal: 0.3 s, but on a real GPU concurrent
-    context creation is slower and is what segfaulted libcuda in seed 000.
+    context creation is slower and is what segfaults libcuda.
   * fully serial (one GPU lock for all, like a hand-written depends_on chain). Ideal: 4.8 s.
 
 Times come from steward's own events.jsonl: agent_started to the last `healthy`.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in for an OCR step: reads one "PDF" (a text file here), writes its word count
 and first line as JSON. One sample, poison.pdf, crashes it with SIGSEGV every time, the way
-a bad PDF crashed the real pipeline's worker in seed 000 §8."""
+a bad PDF can crash a real pipeline's worker every time it is retried."""
 import json, os, signal, sys, time
 
 src, dst = sys.argv[1], sys.argv[2]

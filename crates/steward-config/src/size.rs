@@ -1,7 +1,7 @@
 //! Byte sizes with an explicit unit.
 //!
 //! `12G` means 12 GiB to Docker and 12 GB to Kubernetes; the two differ by 7%, which is
-//! exactly the margin that hung the node in seed 004. So a bare `G` is refused, and every
+//! exactly the margin that hangs a node whose limits were sized to the last GiB. So a bare `G` is refused, and every
 //! size is printed in both units.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

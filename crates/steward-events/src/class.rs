@@ -131,21 +131,12 @@ impl fmt::Display for ExitClass {
     }
 }
 
-/// `"512.0 MiB"`, or `"unknown"` where the number was not available.
+/// `"512.00 MiB"`, or `"unknown"` where the number was not available: the one byte
+/// formatter of steward ([`steward_config::ByteSize::binary`]).
 pub fn fmt_bytes(bytes: Option<u64>) -> String {
     match bytes {
         None => "unknown".into(),
-        Some(b) if b < 1024 => format!("{b} B"),
-        Some(b) => {
-            let mut v = b as f64 / 1024.0;
-            for unit in ["KiB", "MiB", "GiB"] {
-                if v < 1024.0 {
-                    return format!("{v:.1} {unit}");
-                }
-                v /= 1024.0;
-            }
-            format!("{v:.1} TiB")
-        }
+        Some(b) => steward_config::ByteSize(b).binary(),
     }
 }
 

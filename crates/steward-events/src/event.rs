@@ -169,10 +169,19 @@ impl Event {
             EventKind::Stopping { signal } => format!("stopping with {signal}"),
             EventKind::Stopped => "stopped".into(),
             EventKind::Limits { enforcement, note } => format!("limits {enforcement}: {note}"),
-            EventKind::JobFailed { job, input, attempt, class, error, quarantined, .. } => format!(
-                "job {job} ({input}) attempt {attempt} {class}: {error}; {}",
-                if *quarantined { "quarantined" } else { "will retry" }
-            ),
+            EventKind::JobFailed { job, input, attempt, class, error, quarantined, .. } => {
+                // The error often is the class in words ("killed by SIGSEGV"): said once.
+                let class = class.to_string();
+                let error = if class.contains(error.as_str()) {
+                    String::new()
+                } else {
+                    format!(": {error}")
+                };
+                format!(
+                    "job {job} ({input}) attempt {attempt} {class}{error}; {}",
+                    if *quarantined { "quarantined" } else { "will retry" }
+                )
+            }
             EventKind::JobsRescued { jobs } => format!("took back {} job lease(s) of an agent that is gone: {jobs:?}", jobs.len()),
             EventKind::Stall { pipeline, idle_ms, jobs, replicas, restarted } => format!(
                 "pipeline {pipeline} stalled: nothing completed for {}s while jobs {jobs:?} ran on {}{}",
@@ -193,4 +202,44 @@ impl Event {
 
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_says_each_thing_once() {
+        let failed = |class: ExitClass, error: &str| {
+            Event::new(
+                Some("ocr"),
+                EventKind::JobFailed {
+                    job: 7,
+                    input: "/in/a.pdf".into(),
+                    attempt: 2,
+                    class,
+                    error: error.into(),
+                    quarantined: true,
+                    explain: None,
+                },
+            )
+            .summary()
+        };
+        assert_eq!(
+            failed(ExitClass::signaled(11), "killed by SIGSEGV"),
+            "ocr: job 7 (/in/a.pdf) attempt 2 killed by SIGSEGV; quarantined"
+        );
+        let spawn = ExitClass::SpawnFailed {
+            reason: "input /x cannot be resolved".into(),
+        };
+        assert_eq!(
+            failed(spawn, "input /x cannot be resolved"),
+            "ocr: job 7 (/in/a.pdf) attempt 2 failed to start: input /x cannot be resolved; quarantined"
+        );
+        assert!(failed(
+            ExitClass::Exited { code: 0 },
+            "exited 0 but its output /o is missing"
+        )
+        .contains("exited with code 0: exited 0 but its output /o is missing"));
+    }
 }

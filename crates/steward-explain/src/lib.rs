@@ -8,11 +8,13 @@
 mod catalogue;
 mod explainer;
 mod line;
+mod since;
 mod templates;
 mod timestamp;
 mod xid;
 
 pub use catalogue::{catalogue, Catalogue, Signature};
 pub use explainer::{baseline_category, explain_text, Explainer, Finding, Report};
+pub use since::{parse_since, Since};
 pub use templates::Template;
 pub use timestamp::line_time;

@@ -27,12 +27,14 @@ pub fn line_time(line: &str, year: i32) -> Option<SystemTime> {
     let b = line.as_bytes();
     // 2026-03-02T10:14:07… or 2026-03-02 10:14:07… (optionally inside "[…]")
     let l = line.trim_start_matches('[');
+    // By byte position, then `get`: a multi-byte character where a digit should be makes
+    // it not a time, never a panic.
     if l.len() >= 19
         && l.as_bytes()[4] == b'-'
         && l.as_bytes()[7] == b'-'
         && matches!(l.as_bytes()[10], b'T' | b' ')
     {
-        return iso(&l[..10], &l[11..19]);
+        return iso(l.get(..10)?, l.get(11..19)?);
     }
     // [Tue Mar  3 02:11:45 2026]
     if b.first() == Some(&b'[') {
@@ -94,6 +96,9 @@ mod tests {
             Some(at("2026-03-06T11:02:33Z"))
         );
         assert_eq!(line_time("  File \"x.py\", line 3", 2026), None);
+        // A multi-byte character where a digit should be: not a time, and no panic.
+        assert_eq!(line_time("2026-03-02T10:14:0é rest", 2026), None);
+        assert_eq!(line_time("2026-03-0é 10:14:07 x", 2026), None);
         assert_eq!(line_time("", 2026), None);
     }
 }

@@ -1,4 +1,4 @@
-//! The gateway: an OpenAI-compatible HTTP front for inference backends (seeds 001, 003).
+//! The gateway: an OpenAI-compatible HTTP front for inference backends.
 //! A request is routed by its `model`, tried on the route's backends by priority, and
 //! never waits longer than its timeouts: `connect`, `first_byte` (to the response head),
 //! `idle` (between stream chunks) and `total`. A connect error, a 5xx, a 429 or a

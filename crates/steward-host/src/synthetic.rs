@@ -35,9 +35,9 @@ impl SyntheticHost {
         }
     }
 
-    /// Seed 000 §10: 12 cores, 24 threads, one NUMA node; CCX0 = cores 0-5 (siblings
+    /// A workstation-class node as operators pin by hand: 12 cores, 24 threads, one NUMA node; CCX0 = cores 0-5 (siblings
     /// 12-17) for GPU 0, CCX1 = cores 6-11 (siblings 18-23) for GPU 1.
-    pub fn amd_seed_2_ccx() -> Self {
+    pub fn amd_two_ccx() -> Self {
         SyntheticHost {
             cores: 12,
             threads_per_core: 2,
@@ -53,7 +53,7 @@ impl SyntheticHost {
     pub fn amd_4_ccx() -> Self {
         SyntheticHost {
             l3_cores: vec![3, 3, 3, 3],
-            ..Self::amd_seed_2_ccx()
+            ..Self::amd_two_ccx()
         }
     }
 

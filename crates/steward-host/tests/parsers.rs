@@ -104,7 +104,7 @@ fn two_socket_tree_parses_siblings_numa_and_gpus() {
 #[test]
 fn amd_ccx_trees_give_one_l3_group_per_ccx() {
     for (host, groups) in [
-        (SyntheticHost::amd_seed_2_ccx(), 2),
+        (SyntheticHost::amd_two_ccx(), 2),
         (SyntheticHost::amd_4_ccx(), 4),
     ] {
         let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,6 @@
 //! Admission: does the plan fit the host? Memory limits plus the reserve under MemTotal,
 //! GPU memory per GPU under its total, pinned CPUs that exist and are allowed. Every size is
-//! shown in GiB and GB, because the difference (7%) is what hung the node in seed 004.
+//! shown in GiB and GB, because the difference (7%) is what hangs a node sized to the last GiB.
 
 use crate::Instance;
 use serde::Serialize;
@@ -104,7 +104,7 @@ pub fn admit(config: &Config, instances: &[Instance], input: &AdmissionInputs) -
                     ByteSize(missing).both(),
                     fits.both()
                 );
-                // Seed 004: `free -g` said 503, someone asked for 500GiB, and the kernel,
+                // A real incident: `free -g` said 503, someone asked for 500GiB, and the kernel,
                 // page cache and sshd had nothing left. A limit this close to MemTotal is
                 // usually a unit mix-up.
                 if let Some(max) = instances.iter().filter_map(|i| i.memory).max() {

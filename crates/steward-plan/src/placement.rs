@@ -24,7 +24,7 @@ pub fn place(config: &Config, topo: &CpuTopology, instances: &mut [Instance]) ->
         .flat_map(|i| i.cpus.clone().unwrap_or_default())
         .collect();
     // L3 groups already holding replicas, by GPU: replicas of one GPU share a CCX, and
-    // different GPUs get different ones (seed 000 §10: CCX0 for GPU 0, CCX1 for GPU 1).
+    // different GPUs get different ones (CCX0 for GPU 0, CCX1 for GPU 1, as people pin by hand).
     let mut groups_of: BTreeMap<Option<u32>, BTreeSet<usize>> = BTreeMap::new();
     for inst in instances.iter_mut() {
         let Some(k) = config

@@ -1,5 +1,5 @@
 //! Placement on three topologies (the real H200, a synthetic 2-socket host with 4 GPUs,
-//! AMD CCX layouts), with snapshots of the plan table, and admission on seed 004's numbers.
+//! AMD CCX layouts), with snapshots of the plan table, and admission on the numbers of a node that hung (500GiB asked of 503GiB).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -89,9 +89,9 @@ fn two_sockets_keep_each_replica_on_its_gpus_node_with_siblings() {
 
 #[test]
 fn amd_seed_layout_puts_each_gpu_on_its_own_ccx() {
-    let (_dir, root) = synthetic(SyntheticHost::amd_seed_2_ccx());
+    let (_dir, root) = synthetic(SyntheticHost::amd_two_ccx());
     let p = plan_on(&root, "[services.pipeline]\ncommand = [\"x\"]\ngpus = \"all\"\nreplicas = 4\ncpus_per_replica = 1\n");
-    // As seed 000 §10 did by hand: GPU 0 on CCX0 ("0,12"), GPU 1 on CCX1 ("6,18").
+    // As operators pin by hand: GPU 0 on CCX0 ("0,12"), GPU 1 on CCX1 ("6,18").
     assert_eq!(cpus(&p), vec!["0,12", "6,18", "1,13", "7,19"]);
     insta::assert_snapshot!("amd_seed", render(&p));
 }

@@ -11,30 +11,58 @@ use std::path::PathBuf;
     after_help = "Start with `steward up -f steward.toml`, then `steward ps`. Examples live in examples/."
 )]
 pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct Target {
-    /// The config file; its state dir holds the agent's socket, logs and events.
+    /// The config file (default: ./steward.toml). Also accepted after the command.
     #[arg(
         short = 'f',
         long = "file",
         env = "STEWARD_CONFIG",
-        default_value = "steward.toml"
+        value_name = "FILE"
     )]
-    pub file: PathBuf,
-    /// Talk to the agent of this state dir instead of the one the config names.
-    #[arg(long, env = "STEWARD_STATE_DIR")]
+    pub file: Option<PathBuf>,
+    /// The state dir to use instead of the one the config names. Also accepted after the command.
+    #[arg(long, env = "STEWARD_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The config (and state dir) a command acts on: given before the command, after it, or
+/// after its subcommand (`steward queue add q in -f x.toml`), as kubectl and compose
+/// users type them.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Target {
+    /// The config file; its state dir holds the agent's socket, logs and events.
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Talk to the agent of this state dir instead of the one the config names.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Target {
+    /// The config file: `-f`, or `steward.toml` here.
+    pub fn file(&self) -> PathBuf {
+        self.file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("steward.toml"))
+    }
+
+    /// Fills in what was given before the command (or in the environment).
+    fn or(&mut self, file: &Option<PathBuf>, state_dir: &Option<PathBuf>) {
+        if self.file.is_none() {
+            self.file.clone_from(file);
+        }
+        if self.state_dir.is_none() {
+            self.state_dir.clone_from(state_dir);
+        }
+    }
 }
 
 /// Options of the commands that read the node.
 #[derive(Debug, Args, Clone)]
 pub struct NodeArgs {
     /// The config file; optional for `host` and `doctor`.
-    #[arg(short = 'f', long = "file", env = "STEWARD_CONFIG")]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
     /// Read host facts under DIR (proc/…, sys/…, nvidia-smi-q.xml) instead of the live host.
     #[arg(long, value_name = "DIR")]
@@ -130,10 +158,12 @@ pub enum Command {
     /// Print a service's output (stdout and stderr, in order). Works without an agent.
     Logs {
         service: String,
-        /// The config file (`-f` here means follow, as in `tail -f`).
-        #[arg(long = "file", env = "STEWARD_CONFIG", default_value = "steward.toml")]
-        file: PathBuf,
-        #[arg(long, env = "STEWARD_STATE_DIR")]
+        /// The config file (`-f` here means follow, as in `tail -f`; give the file as
+        /// `--file`, or `-f FILE` before `logs`).
+        #[arg(long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Read the logs of this state dir instead of the one the config names.
+        #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
         /// Only the last N lines.
         #[arg(short = 'n', long)]
@@ -168,6 +198,8 @@ pub enum Command {
     },
     /// Check a config file.
     Config {
+        #[command(flatten)]
+        target: Target,
         #[command(subcommand)]
         command: ConfigCommand,
     },
@@ -177,8 +209,9 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Validate a config and print it resolved: defaults filled in, paths absolute.
     Check {
-        #[arg(default_value = "steward.toml")]
-        file: PathBuf,
+        /// The config file (or `-f FILE`; default: ./steward.toml).
+        #[arg(value_name = "FILE")]
+        path: Option<PathBuf>,
         /// Print the resolved config as JSON.
         #[arg(long)]
         json: bool,
@@ -278,4 +311,43 @@ pub enum QueueCommand {
 pub enum KeyKind {
     Content,
     Path,
+}
+
+impl Cli {
+    /// The command, with the config and state dir given before it filled into its own.
+    pub fn command(self) -> Command {
+        let (file, state_dir) = (self.file, self.state_dir);
+        let mut command = self.command;
+        match &mut command {
+            Command::Up { target, .. }
+            | Command::Run { target, .. }
+            | Command::Gateway { target }
+            | Command::Down { target }
+            | Command::Ps { target, .. }
+            | Command::Start { target, .. }
+            | Command::Stop { target, .. }
+            | Command::Restart { target, .. }
+            | Command::Queue { target, .. }
+            | Command::Config { target, .. } => target.or(&file, &state_dir),
+            Command::Logs {
+                file: f,
+                state_dir: s,
+                ..
+            } => {
+                if f.is_none() {
+                    f.clone_from(&file);
+                }
+                if s.is_none() {
+                    s.clone_from(&state_dir);
+                }
+            }
+            Command::Host { node } | Command::Plan { node } | Command::Doctor { node, .. } => {
+                if node.file.is_none() {
+                    node.file.clone_from(&file);
+                }
+            }
+            Command::Explain { .. } => {}
+        }
+        command
+    }
 }

@@ -19,9 +19,9 @@ pub fn run(command: Command) -> Result<ExitCode> {
             force,
             sysroot,
         } => {
-            let config = steward_config::load(&target.file)?;
+            let config = steward_config::load(&target.file())?;
             if detach {
-                agent::run_detached(&config, &target.file, sysroot.as_deref(), force)?;
+                agent::run_detached(&config, &target.file(), sysroot.as_deref(), force)?;
             } else {
                 agent::run_foreground(config, sysroot.as_deref(), force, agent::Until::Stopped)?;
             }
@@ -35,7 +35,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
             if !until_empty {
                 anyhow::bail!("`steward run` needs --until-empty (to keep draining queues as they fill, use `steward up`)");
             }
-            let config = steward_config::load(&target.file)?;
+            let config = steward_config::load(&target.file())?;
             if config.pipelines.is_empty() {
                 anyhow::bail!(
                     "{} has no [pipelines.NAME]; there is nothing to run until empty",
@@ -47,7 +47,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
             return Ok(print_run_summary(&outcome));
         }
         Command::Gateway { target } => {
-            let config = steward_config::load(&target.file)?;
+            let config = steward_config::load(&target.file())?;
             agent::run_gateway_only(config)?;
         }
         Command::Host { node } => return crate::report::host(&node),
@@ -104,9 +104,10 @@ pub fn run(command: Command) -> Result<ExitCode> {
             since,
         } => return crate::explain_cmd::run(&files, json, top, since.as_deref()),
         Command::Config {
-            command: ConfigCommand::Check { file, json },
+            target,
+            command: ConfigCommand::Check { path, json },
         } => {
-            let config = steward_config::load(&file)?;
+            let config = steward_config::load(&path.unwrap_or_else(|| target.file()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&config)?);
             } else {

@@ -6,14 +6,18 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
-use steward_explain::Explainer;
+use steward_explain::{Explainer, Since};
 
 /// Longest line kept whole; the rest of a longer line is skipped, not buffered.
 const MAX_LINE: usize = 64 * 1024;
 
 pub fn run(files: &[PathBuf], json: bool, top: usize, since: Option<&str>) -> Result<ExitCode> {
-    let since = since.map(parse_since).transpose()?;
-    let mut filter = Since::new(since);
+    let now = SystemTime::now();
+    let since = since
+        .map(|s| steward_explain::parse_since(s, now))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let mut filter = Since::new(since, now);
     let mut ex = Explainer::new();
     if files.is_empty() || files.iter().any(|f| f.as_os_str() == "-") {
         feed(&mut ex, &mut filter, std::io::stdin().lock())
@@ -105,48 +109,5 @@ fn feed(ex: &mut Explainer, since: &mut Since, mut input: impl BufRead) -> std::
         if since.keep(&line) {
             ex.feed(&line);
         }
-    }
-}
-
-/// `--since`: a duration back from now, or a time.
-fn parse_since(s: &str) -> Result<SystemTime> {
-    if let Ok(d) = humantime::parse_duration(s) {
-        return Ok(SystemTime::now() - d);
-    }
-    humantime::parse_rfc3339_weak(s).with_context(|| {
-        format!(
-            "--since {s:?} is neither a duration (\"2h\") nor a time (\"2026-03-02T10:00:00Z\")"
-        )
-    })
-}
-
-/// Keeps lines at or after the cut-off; an untimed line follows the last timed one.
-struct Since {
-    cutoff: Option<SystemTime>,
-    year: i32,
-    keeping: bool,
-}
-
-impl Since {
-    fn new(cutoff: Option<SystemTime>) -> Self {
-        let year = humantime::format_rfc3339(SystemTime::now()).to_string()[..4]
-            .parse()
-            .unwrap_or(2026);
-        Since {
-            cutoff,
-            year,
-            keeping: true,
-        }
-    }
-
-    fn keep(&mut self, line: &[u8]) -> bool {
-        let Some(cutoff) = self.cutoff else {
-            return true;
-        };
-        let head = String::from_utf8_lossy(&line[..line.len().min(256)]);
-        if let Some(t) = steward_explain::line_time(&head, self.year) {
-            self.keeping = t >= cutoff;
-        }
-        self.keeping
     }
 }

@@ -16,14 +16,14 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    if !matches!(cli.command, cli::Command::Up { .. }) {
+    let command = cli::Cli::parse().command();
+    if !matches!(command, cli::Command::Up { .. }) {
         // A CLI command piped into `head` should end quietly, as other Unix tools do. The
         // agent keeps SIGPIPE ignored: a client that hangs up must not kill it.
         // SAFETY: restoring a default signal disposition before any thread starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    match commands::run(cli.command) {
+    match commands::run(command) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("steward: error: {}", one_line(&err));

@@ -68,3 +68,27 @@ fn reads_stdin_and_keeps_only_recent_lines() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn since_over_a_line_with_a_multibyte_character_in_its_time_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("odd.log");
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    std::fs::write(
+        &log,
+        format!(
+            "2026-03-02T10:14:0é rest\n{now} app: OSError: [Errno 98] Address already in use\n"
+        ),
+    )
+    .unwrap();
+    let out = steward(
+        &["explain", "--since", "1h", log.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("cause: port-in-use"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -44,7 +44,7 @@ fn plan_and_doctor_on_this_machine() {
 
 /// A node where everything doctor looks at is wrong.
 fn broken_node(root: &Path) {
-    let mut host = SyntheticHost::amd_seed_2_ccx();
+    let mut host = SyntheticHost::amd_two_ccx();
     host.gpu_numa = vec![0];
     host.write(root).unwrap();
     let w = |rel: &str, text: &str| {

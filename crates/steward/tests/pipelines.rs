@@ -183,7 +183,7 @@ fn enqueueing_the_same_directory_twice_adds_nothing_and_rebuild_done_reconciles(
         stdout(&out)
     );
 
-    // Outputs made elsewhere (the seed 000 §4 recovery): 5 jobs have theirs.
+    // Outputs made elsewhere (the done-set rebuilt after a queue was lost): 5 jobs have theirs.
     std::fs::create_dir_all(dir.path().join("out")).unwrap();
     for i in 0..5 {
         std::fs::write(dir.path().join(format!("out/doc-{i:05}.json")), "{}").unwrap();

@@ -1,0 +1,62 @@
+//! The command line as people type it: `-f FILE` and `--state-dir DIR` before the command,
+//! after it, or after a subcommand's own arguments.
+
+mod common;
+use common::*;
+
+#[test]
+fn file_and_state_dir_are_accepted_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("x.toml");
+    std::fs::write(
+        &cfg,
+        "state_dir = \"st\"\n[pipelines.p]\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/a.txt"), "a").unwrap();
+    let f = cfg.to_str().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["-f", f, "config", "check"],
+        vec!["config", "-f", f, "check"],
+        vec!["config", "check", "-f", f],
+        vec!["config", "check", f],
+    ] {
+        let out = steward(&args, elsewhere.path());
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).contains("x.toml: ok"), "{args:?}");
+    }
+    let st_dir = dir.path().join("st");
+    let st = st_dir.to_str().unwrap();
+    let input = dir.path().join("in");
+    let out = steward(
+        &["queue", "add", "p", input.to_str().unwrap(), "-f", f],
+        elsewhere.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        dir.path().join("st/queue.db").exists(),
+        "the config's state dir"
+    );
+    for args in [
+        vec!["-f", f, "queue", "stats", "--json"],
+        vec!["queue", "-f", f, "stats", "--json"],
+        vec!["queue", "stats", "--json", "-f", f],
+        vec!["--state-dir", st, "queue", "stats", "--json"],
+        vec!["queue", "stats", "--json", "--state-dir", st],
+    ] {
+        let out = steward(&args, elsewhere.path());
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(stats["counts"]["pending"], 1, "{args:?}");
+    }
+    // `logs -f` is follow; the file goes before the command, or as --file.
+    let out = steward(&["-f", f, "logs", "nosuch"], elsewhere.path());
+    assert!(
+        stderr(&out).contains("no logs for \"nosuch\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("/st"), "{}", stderr(&out));
+}
