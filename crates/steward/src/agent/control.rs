@@ -1,0 +1,48 @@
+//! The agent's answers to the control socket's requests (other than `down`, which ends
+//! the agent's loop).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use steward_api::{AgentInfo, PsReply, Request, Response};
+use steward_config::StateDir;
+use steward_supervise::Supervisor;
+
+#[derive(Clone)]
+pub(super) struct AgentBasics {
+    pub config: PathBuf,
+    pub state_dir: StateDir,
+    pub started: Instant,
+}
+
+pub(super) async fn handle(sup: &Arc<Supervisor>, info: &AgentBasics, req: Request) -> Response {
+    let result = match req {
+        Request::Ping => Ok(()),
+        Request::Ps => {
+            let ctx = sup.context();
+            return Response {
+                ps: Some(PsReply {
+                    agent: AgentInfo {
+                        pid: std::process::id(),
+                        config: info.config.display().to_string(),
+                        state_dir: info.state_dir.to_string(),
+                        cgroups: ctx.cgroups.describe(),
+                        uptime_ms: info.started.elapsed().as_millis() as u64,
+                        orphans_reaped: ctx.reaper.orphans_reaped(),
+                    },
+                    services: sup.status(),
+                }),
+                ..Response::ok()
+            };
+        }
+        Request::Start { service } => sup.start(&service).await,
+        Request::Stop { service } => sup.stop(&service).await,
+        Request::Restart { service } => sup.restart(&service).await,
+        Request::Down => Ok(()),
+    };
+    match result {
+        Ok(()) => Response::ok(),
+        Err(e) => Response::error(e.to_string()),
+    }
+}
+
