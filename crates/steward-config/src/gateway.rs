@@ -68,12 +68,25 @@ pub struct RawRoute {
 pub struct RawBackend {
     pub url: Option<String>,
     pub service: Option<String>,
+    /// The path probed for health (default `/health`), or `false`: no probe, only
+    /// passive ejection (for a server without a health endpoint).
+    pub health: Option<RawHealthPath>,
     pub priority: Option<u32>,
     pub weight: Option<u32>,
     pub model: Option<String>,
     pub max_concurrency: Option<u32>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a path such as \"/health\", or false for no probe"
+)]
+pub enum RawHealthPath {
+    Path(String),
+    Enabled(bool),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -162,6 +175,9 @@ pub struct Backend {
     /// A steward service behind this URL: its health comes from the supervisor (running
     /// and ready) instead of probes.
     pub service: Option<String>,
+    /// The path `GET` probes (2xx up, 503 loading, anything else down); `None`: not
+    /// probed, only ejected after failed tries.
+    pub health_path: Option<String>,
     pub priority: u32,
     pub weight: u32,
     /// Rewrite the request's `model` to this.
@@ -300,9 +316,21 @@ pub(crate) fn resolve(
                     format!("backend url \"{url}\" has no host"),
                 ));
             }
+            let health_path = match b.health {
+                None | Some(RawHealthPath::Enabled(true)) => Some("/health".to_string()),
+                Some(RawHealthPath::Enabled(false)) => None,
+                Some(RawHealthPath::Path(p)) if p.starts_with('/') => Some(p),
+                Some(RawHealthPath::Path(p)) => {
+                    return Err(ctx.err(
+                        &["gateway", "routes"],
+                        format!("backend {url}: health = {p:?} must be a path starting with '/', such as \"/health\", or false"),
+                    ))
+                }
+            };
             backends.push(Backend {
                 url: url.trim_end_matches('/').to_string(),
                 service: b.service,
+                health_path,
                 priority: b.priority.unwrap_or(1),
                 weight: b.weight.unwrap_or(1).max(1),
                 model: b.model,

@@ -49,19 +49,26 @@ async fn probe(state: &GatewayState, up: &Upstream) -> (Probe, Option<String>) {
             Err(why) => (Probe::Down, Some(format!("service {service}: {why}"))),
         };
     }
-    let Ok(req) = Request::get(format!("{}/health", up.url)).body(Full::new(Bytes::new())) else {
-        return (Probe::Down, Some(format!("{}/health is not a URL", up.url)));
+    // Without a probe, only failed tries (passive ejection) take it out.
+    let Some(path) = &up.health_path else {
+        return (Probe::Up, None);
+    };
+    let Ok(req) = Request::get(format!("{}{path}", up.url)).body(Full::new(Bytes::new())) else {
+        return (Probe::Down, Some(format!("{}{path} is not a URL", up.url)));
     };
     match tokio::time::timeout(PROBE_TIMEOUT, state.client.request(req)).await {
         Ok(Ok(r)) => match steward_net::verdict(r.status()) {
             Verdict::Up => (Probe::Up, None),
             Verdict::Loading => (Probe::Loading, None),
-            Verdict::Down(why) => (Probe::Down, Some(format!("GET /health {why}"))),
+            Verdict::Down(why) => (
+                Probe::Down,
+                Some(format!("GET {path} {why} (set the backend's health = \"/path\", or false for no probe)")),
+            ),
         },
         Ok(Err(e)) => (Probe::Down, Some(steward_net::one_line(&e))),
         Err(_) => (
             Probe::Down,
-            Some(format!("/health did not answer within {PROBE_TIMEOUT:?}")),
+            Some(format!("{path} did not answer within {PROBE_TIMEOUT:?}")),
         ),
     }
 }

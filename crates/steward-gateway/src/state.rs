@@ -21,6 +21,8 @@ use tokio::sync::Notify;
 pub(crate) struct Upstream {
     pub url: String,
     pub service: Option<String>,
+    /// What the probe asks for; `None`: no probe.
+    pub health_path: Option<String>,
     pub health: Health,
     pub in_flight: Arc<InFlight>,
     pub metrics: UrlMetrics,
@@ -91,6 +93,7 @@ impl GatewayState {
                                 let u = Arc::new(Upstream {
                                     url: b.url.clone(),
                                     service: b.service.clone(),
+                                    health_path: b.health_path.clone(),
                                     health: Health::default(),
                                     in_flight: Arc::new(InFlight::with_gauge(m.in_flight.clone())),
                                     metrics: m,

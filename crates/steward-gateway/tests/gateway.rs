@@ -31,6 +31,8 @@ enum Mode {
     TooMany,
     /// /health answers 503 (a model still loading); completions would work.
     Loading,
+    /// No /health endpoint (404); completions work.
+    NoHealth,
 }
 
 /// A mock backend; returns its URL. It stops when the runtime does.
@@ -66,6 +68,12 @@ async fn counted_backend(mode: Mode, name: &'static str) -> (String, Arc<AtomicU
                                 .header("retry-after", "30")
                                 .body(http_body_util::Either::Left(Full::new(Bytes::from(
                                     "{\"error\":\"slow down\"}",
+                                ))))
+                                .unwrap()),
+                            Mode::NoHealth if health => Ok(Response::builder()
+                                .status(404)
+                                .body(http_body_util::Either::Left(Full::new(Bytes::from(
+                                    "not found",
                                 ))))
                                 .unwrap()),
                             Mode::Loading if health => Ok(Response::builder()
@@ -114,7 +122,7 @@ async fn counted_backend(mode: Mode, name: &'static str) -> (String, Arc<AtomicU
                                     ))))
                                     .unwrap(),
                             ),
-                            Mode::Ok | Mode::TooMany | Mode::Loading => {
+                            Mode::Ok | Mode::TooMany | Mode::Loading | Mode::NoHealth => {
                                 let out =
                                     serde_json::json!({ "backend": name, "model": v["model"] });
                                 Ok(Response::new(http_body_util::Either::Left(Full::new(
@@ -933,4 +941,30 @@ async fn a_client_that_leaves_a_non_streaming_request_cancels_it_upstream() {
         &format!("steward_gateway_in_flight{{backend=\"{url}\"}} 0"),
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_backend_without_a_health_endpoint_is_down_unless_its_probe_is_off() {
+    let probed = backend(Mode::NoHealth, "probed").await;
+    let unprobed = backend(Mode::NoHealth, "unprobed").await;
+    let (gw, _stop) = gateway(&format!(
+        "[gateway]\n[[gateway.routes]]\nmodel = \"a\"\nbackends = [{{ url = \"{probed}\" }}]\n[[gateway.routes]]\nmodel = \"b\"\nbackends = [{{ url = \"{unprobed}\", health = false }}]\n"
+    ))
+    .await;
+    // The one probe rule: 404 is down, and /health says how to fix it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let (status, text) = get(&format!("{gw}/health")).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "never down: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(text.contains("404"), "{text}");
+    assert!(text.contains("or false for no probe"), "{text}");
+    assert!(!text.contains(&unprobed), "the unprobed backend is not down: {text}");
+    let (status, body, _) = post(&gw, serde_json::json!({ "model": "b", "messages": [] }), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("unprobed"), "{body}");
 }
