@@ -963,8 +963,16 @@ async fn a_backend_without_a_health_endpoint_is_down_unless_its_probe_is_off() {
     };
     assert!(text.contains("404"), "{text}");
     assert!(text.contains("or false for no probe"), "{text}");
-    assert!(!text.contains(&unprobed), "the unprobed backend is not down: {text}");
-    let (status, body, _) = post(&gw, serde_json::json!({ "model": "b", "messages": [] }), None).await;
+    assert!(
+        !text.contains(&unprobed),
+        "the unprobed backend is not down: {text}"
+    );
+    let (status, body, _) = post(
+        &gw,
+        serde_json::json!({ "model": "b", "messages": [] }),
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("unprobed"), "{body}");
 }

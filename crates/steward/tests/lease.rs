@@ -147,3 +147,66 @@ fn on_stall_restart_restarts_the_replica_holding_a_stalled_job() {
         "the stalled replica was restarted: {events}"
     );
 }
+
+/// A worker that first tries the API the wrong ways, records what it was answered, then
+/// works normally.
+const PROBES_THE_API: &str = r##"
+import json, os, urllib.request, urllib.error
+from steward_worker import Worker
+os.makedirs("out", exist_ok=True)
+w = Worker()
+def raw(path, data, headers=None):
+    h = {"X-Steward-Worker": w.name, "Content-Type": "application/json"}
+    h.update(headers or {})
+    req = urllib.request.Request(w.url + path, data=data, method="POST", headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+if w.name.endswith("#0"):
+    job = w.lease(wait=5)
+    answers = {
+        "big": raw(f"/v1/jobs/{job.id}/progress", b"{" + b" " * (2 << 20) + b"}"),
+        "bad_json": raw(f"/v1/jobs/{job.id}/progress", b"{not json"),
+        "no_attempt": raw(f"/v1/jobs/{job.id}/heartbeat", b"{}"),
+        "wrong_attempt": raw(f"/v1/jobs/{job.id}/complete", json.dumps({"attempt": job.attempt + 7}).encode()),
+        "other_queue": raw("/v1/queues/elsewhere/lease", b""),
+    }
+    open("answers.json", "w").write(json.dumps(answers))
+    open(os.path.join("out", os.path.basename(job.input)), "w").write("ok")
+    job.complete()
+def handle(job):
+    open(os.path.join("out", os.path.basename(job.input)), "w").write("ok")
+w.run(handle, wait=5)
+"##;
+
+#[test]
+fn the_lease_api_refuses_what_it_cannot_take_and_answers_why() {
+    let dir = setup(PROBES_THE_API, "max_attempts = 2", 4);
+    run_all_four(dir.path());
+    let answers: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("answers.json")).unwrap()).unwrap();
+    let status = |k: &str| answers[k][0].as_u64().unwrap();
+    let text = |k: &str| answers[k][1].as_str().unwrap().to_string();
+    assert_eq!(status("big"), 413, "{}", text("big"));
+    assert_eq!(status("bad_json"), 400, "{}", text("bad_json"));
+    assert!(
+        text("bad_json").contains("not JSON"),
+        "{}",
+        text("bad_json")
+    );
+    assert_eq!(status("no_attempt"), 400);
+    assert!(
+        text("no_attempt").contains("attempt"),
+        "{}",
+        text("no_attempt")
+    );
+    assert_eq!(
+        status("wrong_attempt"),
+        409,
+        "fenced: {}",
+        text("wrong_attempt")
+    );
+    assert_eq!(status("other_queue"), 404, "{}", text("other_queue"));
+}

@@ -45,4 +45,3 @@ pub(super) async fn handle(sup: &Arc<Supervisor>, info: &AgentBasics, req: Reque
         Err(e) => Response::error(e.to_string()),
     }
 }
-

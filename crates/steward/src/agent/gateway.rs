@@ -96,4 +96,3 @@ pub fn run_gateway_only(config: Config) -> Result<()> {
         Ok(())
     })
 }
-

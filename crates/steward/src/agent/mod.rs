@@ -60,7 +60,6 @@ pub fn run_foreground(
     result
 }
 
-
 /// How long the agent runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Until {
@@ -140,7 +139,8 @@ async fn agent_main(
 
     supervisor.start_all();
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let gateway = gateway::start_gateway(&config, Some(supervisor.clone()), shutdown_rx.clone()).await?;
+    let gateway =
+        gateway::start_gateway(&config, Some(supervisor.clone()), shutdown_rx.clone()).await?;
     let mut pipelines = match store {
         None => None,
         Some(store) => Some(
@@ -232,4 +232,3 @@ async fn agent_main(
 fn set_own_oom_score_adj() {
     let _ = std::fs::write("/proc/self/oom_score_adj", "-500");
 }
-

@@ -42,4 +42,3 @@ pub fn preflight(
     }
     Ok(plan.instances)
 }
-
