@@ -8,6 +8,10 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CpuList(pub Vec<usize>);
 
+/// The highest CPU number accepted: the kernel's own limit is 8192 CPUs (NR_CPUS), and no
+/// node steward runs on has more than a few thousand.
+pub const MAX_CPU: usize = 4095;
+
 impl FromStr for CpuList {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -15,6 +19,11 @@ impl FromStr for CpuList {
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let bad =
                 || format!("\"{part}\" in \"{s}\" is not a CPU or range; write e.g. \"0-3,8\"");
+            let too_high = |n: usize| {
+                format!(
+                    "CPU {n} in \"{s}\" is beyond the highest CPU number steward takes ({MAX_CPU})"
+                )
+            };
             match part.split_once('-') {
                 Some((a, b)) => {
                     let a: usize = a.trim().parse().map_err(|_| bad())?;
@@ -24,9 +33,18 @@ impl FromStr for CpuList {
                             "range \"{part}\" runs backwards; write \"{b}-{a}\""
                         ));
                     }
+                    if b > MAX_CPU {
+                        return Err(too_high(b));
+                    }
                     cpus.extend(a..=b);
                 }
-                None => cpus.push(part.parse().map_err(|_| bad())?),
+                None => {
+                    let n: usize = part.parse().map_err(|_| bad())?;
+                    if n > MAX_CPU {
+                        return Err(too_high(n));
+                    }
+                    cpus.push(n);
+                }
             }
         }
         if cpus.is_empty() {

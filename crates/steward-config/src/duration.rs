@@ -25,6 +25,26 @@ impl fmt::Display for HumanDuration {
     }
 }
 
+/// The longest duration accepted: 100 years. Longer ones are typos, and times computed
+/// from them must not overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+impl std::str::FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(v: &str) -> Result<Self, String> {
+        let d = humantime::parse_duration(v.trim()).map_err(|e| {
+            format!("\"{v}\" is not a duration ({e}); write e.g. \"500ms\", \"10s\" or \"5m\"")
+        })?;
+        if d > MAX_DURATION {
+            return Err(format!(
+                "\"{v}\" is longer than 100 years; write a duration such as \"10m\" or \"7d\""
+            ));
+        }
+        Ok(HumanDuration(d))
+    }
+}
+
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visitor;
@@ -34,13 +54,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 f.write_str("a duration such as \"500ms\", \"10s\" or \"5m\"")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HumanDuration, E> {
-                humantime::parse_duration(v.trim())
-                    .map(HumanDuration)
-                    .map_err(|e| {
-                        E::custom(format!(
-                            "\"{v}\" is not a duration ({e}); write e.g. \"500ms\", \"10s\" or \"5m\""
-                        ))
-                    })
+                v.parse().map_err(E::custom)
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<HumanDuration, E> {
                 Err(E::custom(format!(

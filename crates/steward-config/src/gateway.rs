@@ -244,21 +244,9 @@ pub(crate) fn resolve(
             }
         }
     };
-    let mut keys = Vec::new();
-    for k in raw.api_keys {
-        match k.strip_prefix("env:") {
-            // A variable may hold several keys, comma-separated.
-            Some(var) => keys.extend(
-                std::env::var(var)
-                    .unwrap_or_default()
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string),
-            ),
-            None => keys.push(k),
-        }
-    }
+    let keys = resolve_keys(ctx, raw.api_keys)?;
+    let listen = raw.listen.unwrap_or_else(|| "127.0.0.1:8000".into());
+    check_listen(&listen).map_err(|m| ctx.err(&["gateway", "listen"], m))?;
     let mut routes = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for r in raw.routes {
@@ -361,11 +349,68 @@ pub(crate) fn resolve(
         });
     }
     Ok(Gateway {
-        listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8000".into()),
+        listen,
         api_keys: keys,
         max_body: raw.max_body.unwrap_or(ByteSize(8 << 20)),
         client_timeout: raw.client_timeout.unwrap_or(HumanDuration::secs(10)),
         retry_budget,
         routes,
     })
+}
+
+/// `api_keys`: literal keys, or `env:VAR` holding one or more, comma-separated. Keys that
+/// were asked for and resolve to none are an error naming the variable: a gateway never
+/// serves without the keys its config names.
+fn resolve_keys(ctx: &Ctx, raw: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let at = ["gateway", "api_keys"];
+    let mut keys = Vec::new();
+    for k in raw {
+        match k.strip_prefix("env:") {
+            Some(var) => {
+                let value = std::env::var_os(var).ok_or_else(|| {
+                    ctx.err(&at, format!("env:{var} is not set; set it to the key (or keys, comma-separated), or remove it from api_keys. The gateway does not start without the keys it is told to require"))
+                })?;
+                let value = value.into_string().map_err(|_| {
+                    ctx.err(
+                        &at,
+                        format!("env:{var} is not valid UTF-8; API keys are text"),
+                    )
+                })?;
+                let found: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if found.is_empty() {
+                    return Err(ctx.err(&at, format!("env:{var} holds no key (it is empty or only separators); set it to the key, or keys comma-separated")));
+                }
+                keys.extend(found);
+            }
+            None if k.trim().is_empty() => {
+                return Err(ctx.err(
+                    &at,
+                    "an empty key would let any client in; remove it, or give a real key",
+                ))
+            }
+            None => keys.push(k),
+        }
+    }
+    Ok(keys)
+}
+
+/// `listen` must be an address to bind: `IP:PORT` or `HOST:PORT`.
+fn check_listen(listen: &str) -> Result<(), String> {
+    if listen.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let bad = || {
+        format!("{listen:?} is not an address to listen on; write IP:PORT, e.g. \"127.0.0.1:8000\"")
+    };
+    let (host, port) = listen.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().map_err(|_| bad())?;
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
+        return Err(bad());
+    }
+    Ok(())
 }

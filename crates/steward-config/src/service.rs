@@ -129,6 +129,12 @@ impl std::fmt::Display for RestartPolicy {
     }
 }
 
+/// The most replicas of one service: enough for any node, small enough that planning and
+/// supervising them stays cheap.
+pub const MAX_REPLICAS: u32 = 1024;
+/// The most replicas per GPU.
+pub const MAX_REPLICAS_PER_GPU: u32 = 64;
+
 /// Processes steward starts are preferred OOM victims over the host's own daemons.
 pub const DEFAULT_OOM_SCORE_ADJ: i32 = 500;
 
@@ -150,12 +156,24 @@ pub(crate) fn resolve_service(
         return Err(ctx.err(&key(""), why));
     }
     let argv = resolve_command(raw.command, raw.shell).map_err(|m| ctx.err(&key("command"), m))?;
+    if let Some((i, _)) = argv.iter().enumerate().find(|(_, a)| a.contains('\0')) {
+        return Err(ctx.err(
+            &key("command"),
+            format!("argument {i} holds a NUL byte, which no program can be given; remove it"),
+        ));
+    }
 
-    for k in raw.env.keys() {
+    for (k, v) in &raw.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
             return Err(ctx.err(
                 &[section, name, "env", k],
                 format!("\"{k}\" is not a valid environment variable name"),
+            ));
+        }
+        if v.contains('\0') {
+            return Err(ctx.err(
+                &[section, name, "env", k],
+                "the value holds a NUL byte, which an environment cannot carry; remove it",
             ));
         }
     }
@@ -240,6 +258,27 @@ pub(crate) fn resolve_service(
         if n == 0 {
             return Err(ctx.err(&key("liveness_failures"), "must be at least 1"));
         }
+    }
+    if raw.replicas.is_some_and(|n| n > MAX_REPLICAS) {
+        return Err(ctx.err(
+            &key("replicas"),
+            format!(
+                "{} replicas are more than steward runs of one service ({MAX_REPLICAS})",
+                raw.replicas.unwrap_or_default()
+            ),
+        ));
+    }
+    if raw
+        .replicas_per_gpu
+        .is_some_and(|n| n > MAX_REPLICAS_PER_GPU)
+    {
+        return Err(ctx.err(
+            &key("replicas_per_gpu"),
+            format!(
+                "{} replicas per GPU are more than steward places ({MAX_REPLICAS_PER_GPU})",
+                raw.replicas_per_gpu.unwrap_or_default()
+            ),
+        ));
     }
     if raw.replicas == Some(0) {
         return Err(ctx.err(

@@ -108,13 +108,33 @@ impl std::str::FromStr for ByteSize {
         let Some(&(_, mult)) = UNITS.iter().find(|(name, _)| *name == lower) else {
             return Err(SizeError(unit_error(input, &number, unit, value)));
         };
-        let bytes = value * mult as f64;
-        if !bytes.is_finite() || bytes > u64::MAX as f64 {
-            return Err(SizeError(format!("\"{input}\" is too large")));
-        }
-        Ok(ByteSize(bytes.round() as u64))
+        let too_large = || {
+            SizeError(format!(
+                "\"{input}\" is larger than steward takes ({}); check the unit",
+                ByteSize(MAX_BYTES).binary()
+            ))
+        };
+        // Whole numbers exactly (an f64 loses bytes past 2^53); fractions through f64.
+        let bytes = if number.contains('.') {
+            let b = value * mult as f64;
+            if !b.is_finite() || b > MAX_BYTES as f64 {
+                return Err(too_large());
+            }
+            b.round() as u64
+        } else {
+            let whole: u128 = number.parse().map_err(|_| too_large())?;
+            match whole.checked_mul(u128::from(mult)) {
+                Some(b) if b <= u128::from(MAX_BYTES) => b as u64,
+                _ => return Err(too_large()),
+            }
+        };
+        Ok(ByteSize(bytes))
     }
 }
+
+/// The largest size accepted: 1 EiB. No node has that much memory or GPU memory, and sums
+/// of sizes this large still fit in 64 bits.
+pub const MAX_BYTES: u64 = 1 << 60;
 
 fn unit_error(input: &str, number: &str, unit: &str, value: f64) -> String {
     let ambiguous = match unit {
@@ -216,6 +236,30 @@ mod tests {
             .unwrap_err()
             .0
             .contains("unknown unit"));
+    }
+
+    #[test]
+    fn sizes_past_an_exbibyte_are_refused_and_whole_numbers_are_exact() {
+        assert!("8388608TiB"
+            .parse::<ByteSize>()
+            .unwrap_err()
+            .0
+            .contains("larger than"));
+        assert!("18446744073709551615B".parse::<ByteSize>().is_err());
+        assert!("99999999999999999999999999999999999999999GiB"
+            .parse::<ByteSize>()
+            .is_err());
+        assert!("1e300GiB".parse::<ByteSize>().is_err());
+        assert_eq!(
+            "9007199254740993B".parse(),
+            Ok(ByteSize(9_007_199_254_740_993))
+        );
+        assert_eq!(
+            "1EiB".parse::<ByteSize>().map(|b| b.0).ok(),
+            None,
+            "no EiB unit"
+        );
+        assert_eq!("1048576TiB".parse(), Ok(ByteSize(MAX_BYTES)));
     }
 
     #[test]

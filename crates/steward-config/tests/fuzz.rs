@@ -97,3 +97,45 @@ proptest! {
         let _ = steward_config::parse(&text, Path::new("/srv/steward.toml"));
     }
 }
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Any number with any unit: a size, or an error; never a panic, never a wrap.
+    #[test]
+    fn sizes_of_any_magnitude_parse_or_refuse(
+        digits in "[0-9]{1,45}",
+        frac in prop::option::of("[0-9]{1,6}"),
+        unit in prop_oneof![Just("B"), Just("kB"), Just("MB"), Just("GB"), Just("TB"), Just("KiB"), Just("MiB"), Just("GiB"), Just("TiB"), Just("Gi"), Just("G"), Just("x")],
+    ) {
+        let text = match &frac {
+            Some(f) => format!("{digits}.{f}{unit}"),
+            None => format!("{digits}{unit}"),
+        };
+        if let Ok(size) = text.parse::<steward_config::ByteSize>() {
+            prop_assert!(size.0 <= 1 << 60, "{text} gave {}", size.0);
+            let _ = size.both();
+        }
+    }
+
+    #[test]
+    fn durations_of_any_magnitude_parse_or_refuse(n in any::<u64>(), unit in prop_oneof![Just("ms"), Just("s"), Just("m"), Just("h"), Just("d"), Just("y")]) {
+        let toml = format!("[services.a]\ncommand = [\"x\"]\nstop_timeout = \"{n}{unit}\"\n");
+        if let Ok(c) = steward_config::parse(&toml, Path::new("/srv/steward.toml")) {
+            let d = c.services["a"].stop_timeout.0;
+            prop_assert!(d <= std::time::Duration::from_secs(100 * 365 * 24 * 3600));
+            // Times computed from it never overflow.
+            prop_assert!(std::time::Instant::now().checked_add(d).is_some());
+        }
+    }
+
+    #[test]
+    fn cpu_lists_of_any_range_parse_or_refuse(a in any::<u64>(), b in any::<u64>(), c in any::<u32>()) {
+        for text in [format!("{a}-{b}"), format!("{c}"), format!("{a},{c}-{b}")] {
+            if let Ok(list) = text.parse::<steward_config::CpuList>() {
+                prop_assert!(list.0.iter().all(|&n| n <= 4095));
+                prop_assert!(list.0.len() <= 4096);
+            }
+        }
+    }
+}

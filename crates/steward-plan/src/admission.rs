@@ -51,19 +51,24 @@ pub fn admit(config: &Config, instances: &[Instance], input: &AdmissionInputs) -
     let mut warnings = Vec::new();
     let mut memory = Vec::new();
 
-    let mut by_service: BTreeMap<&str, (u32, u64)> = BTreeMap::new();
+    // Sums in u128: limits of up to 1 EiB times 1024 replicas times any number of services
+    // never overflow, and a total past u64 is refused like any other that does not fit.
+    let mut by_service: BTreeMap<&str, (u32, u128)> = BTreeMap::new();
     for i in instances {
         if let Some(m) = i.memory {
             let e = by_service.entry(&i.service).or_default();
             e.0 += 1;
-            e.1 += m;
+            e.1 += u128::from(m);
         }
     }
-    let asked: u64 = by_service.values().map(|v| v.1).sum();
+    let asked: u128 = by_service.values().map(|v| v.1).sum();
     for (svc, (n, total)) in &by_service {
         memory.push(MemoryLine {
-            what: format!("{svc} ({n} x {})", ByteSize(total / u64::from(*n)).binary()),
-            bytes: *total,
+            what: format!(
+                "{svc} ({n} x {})",
+                ByteSize(clamp(total / u128::from(*n))).binary()
+            ),
+            bytes: clamp(*total),
         });
     }
     match input.mem {
@@ -81,34 +86,35 @@ pub fn admit(config: &Config, instances: &[Instance], input: &AdmissionInputs) -
                 what: why,
                 bytes: reserve,
             });
+            let total = asked + u128::from(reserve);
             memory.push(MemoryLine {
                 what: "total asked".into(),
-                bytes: asked + reserve,
+                bytes: clamp(total),
             });
             memory.push(MemoryLine {
                 what: "MemTotal".into(),
                 bytes: mem.total,
             });
-            if asked + reserve > mem.total {
-                let missing = asked + reserve - mem.total;
+            if total > u128::from(mem.total) {
+                let missing = total - u128::from(mem.total);
                 memory.push(MemoryLine {
                     what: "missing".into(),
-                    bytes: missing,
+                    bytes: clamp(missing),
                 });
                 let fits = ByteSize(mem.total.saturating_sub(reserve));
                 let mut message = format!(
                     "memory limits of {} plus a reserve of {} do not fit in this host's {}: {} missing. At most {} of limits fit",
-                    ByteSize(asked).both(),
+                    shown(asked),
                     ByteSize(reserve).both(),
                     ByteSize(mem.total).both(),
-                    ByteSize(missing).both(),
+                    shown(missing),
                     fits.both()
                 );
                 // A real incident: `free -g` said 503, someone asked for 500GiB, and the kernel,
                 // page cache and sshd had nothing left. A limit this close to MemTotal is
                 // usually a unit mix-up.
                 if let Some(max) = instances.iter().filter_map(|i| i.memory).max() {
-                    if max * 10 >= mem.total * 9 {
+                    if u128::from(max) * 10 >= u128::from(mem.total) * 9 {
                         message.push_str(&format!(
                             ". Check the units: `free -g` and `nvidia-smi` print GiB, so this host's {} is {}; \
                              a limit of {} leaves the kernel, page cache and sshd {} (GiB and GB differ by 7%)",
@@ -127,7 +133,7 @@ pub fn admit(config: &Config, instances: &[Instance], input: &AdmissionInputs) -
                     message,
                 });
             } else {
-                let headroom = mem.total - asked - reserve;
+                let headroom = clamp(u128::from(mem.total) - total);
                 memory.push(MemoryLine {
                     what: "headroom".into(),
                     bytes: headroom,
@@ -136,7 +142,7 @@ pub fn admit(config: &Config, instances: &[Instance], input: &AdmissionInputs) -
                     warnings.push(format!(
                         "headroom is {} ({}% of MemTotal); under 10% leaves little for page cache",
                         ByteSize(headroom).both(),
-                        headroom * 100 / mem.total
+                        u128::from(headroom) * 100 / u128::from(mem.total.max(1))
                     ));
                 }
             }
@@ -144,15 +150,15 @@ pub fn admit(config: &Config, instances: &[Instance], input: &AdmissionInputs) -
     }
 
     // GPU memory per GPU.
-    let mut per_gpu: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut per_gpu: BTreeMap<u32, u128> = BTreeMap::new();
     for i in instances {
         if let (Some(g), Some(m)) = (&i.gpu, i.gpu_memory) {
-            *per_gpu.entry(g.index).or_default() += m;
+            *per_gpu.entry(g.index).or_default() += u128::from(m);
         }
     }
     for (idx, sum) in per_gpu {
         if let Some(g) = input.gpus.gpus.iter().find(|g| g.index == idx) {
-            if sum > g.memory_total {
+            if sum > u128::from(g.memory_total) {
                 let who: Vec<&str> = instances
                     .iter()
                     .filter(|i| {
@@ -170,8 +176,8 @@ pub fn admit(config: &Config, instances: &[Instance], input: &AdmissionInputs) -
                         g.name,
                         ByteSize(g.memory_total).both(),
                         who.join(", "),
-                        ByteSize(sum).both(),
-                        ByteSize(sum - g.memory_total).both()
+                        shown(sum),
+                        shown(sum - u128::from(g.memory_total))
                     ),
                 });
             }
@@ -241,5 +247,18 @@ pub fn admit(config: &Config, instances: &[Instance], input: &AdmissionInputs) -
         memory,
         refusals,
         warnings,
+    }
+}
+
+/// A sum for a `u64` field: exact, or `u64::MAX` past it.
+fn clamp(bytes: u128) -> u64 {
+    u64::try_from(bytes).unwrap_or(u64::MAX)
+}
+
+/// A sum in both units, or that it is past what 64 bits hold.
+fn shown(bytes: u128) -> String {
+    match u64::try_from(bytes) {
+        Ok(b) => ByteSize(b).both(),
+        Err(_) => "more than 16 EiB".into(),
     }
 }

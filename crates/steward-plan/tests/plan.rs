@@ -88,7 +88,7 @@ fn two_sockets_keep_each_replica_on_its_gpus_node_with_siblings() {
 }
 
 #[test]
-fn amd_seed_layout_puts_each_gpu_on_its_own_ccx() {
+fn amd_two_ccx_layout_puts_each_gpu_on_its_own_ccx() {
     let (_dir, root) = synthetic(SyntheticHost::amd_two_ccx());
     let p = plan_on(&root, "[services.pipeline]\ncommand = [\"x\"]\ngpus = \"all\"\nreplicas = 4\ncpus_per_replica = 1\n");
     // As operators pin by hand: GPU 0 on CCX0 ("0,12"), GPU 1 on CCX1 ("6,18").
@@ -129,7 +129,7 @@ fn amd_four_ccx_gives_each_replica_a_whole_ccx() {
 }
 
 #[test]
-fn seed_004_500gib_on_a_503gib_host_is_refused_naming_the_unit_trap() {
+fn asking_500gib_on_a_503gib_host_is_refused_naming_the_unit_trap() {
     let mem = MemInfo {
         total: 503 << 30,
         available: 500 << 30,

@@ -20,6 +20,11 @@ pub struct CrashLoopReport {
     pub last: Vec<ExitClass>,
 }
 
+/// The shortest wait between restarts of a service in a crash loop, whatever its
+/// `backoff` says (as systemd's minimum `RestartSec`): `backoff = { max = "0s" }` must not
+/// restart a failing service tens of times a second.
+pub const CRASH_LOOP_FLOOR: Duration = Duration::from_secs(1);
+
 /// Tracks one service's exits: exponential backoff that resets after a healthy run, and a
 /// sliding window of exits for crash-loop detection.
 #[derive(Debug)]
@@ -66,8 +71,13 @@ impl RestartTracker {
         // In a crash loop every retry waits the max: as if it were the 32nd in a row.
         let n = if in_loop { u32::MAX } else { self.consecutive };
         self.consecutive = self.consecutive.saturating_add(1);
+        let delay = self.backoff.delay(n, random);
         RestartDecision {
-            delay: self.backoff.delay(n, random),
+            delay: if in_loop {
+                delay.max(CRASH_LOOP_FLOOR)
+            } else {
+                delay
+            },
             crash_loop: in_loop.then(|| CrashLoopReport {
                 exits: self.window.len() as u32,
                 window: self.crash.window.0,
@@ -141,6 +151,39 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_loop_waits_at_least_a_second_even_with_zero_backoff() {
+        let mut t = RestartTracker::new(
+            Backoff {
+                initial: HumanDuration::millis(0),
+                max: HumanDuration::millis(0),
+                jitter: 0.0,
+                reset_after: HumanDuration::secs(10),
+            },
+            CrashLoop {
+                exits: 3,
+                window: HumanDuration::secs(60),
+            },
+        );
+        let start = Instant::now();
+        let delays: Vec<Duration> = (0..6)
+            .map(|i| {
+                t.on_exit(
+                    start + Duration::from_millis(i),
+                    Duration::ZERO,
+                    ExitClass::Exited { code: 1 },
+                    0.0,
+                )
+                .delay
+            })
+            .collect();
+        assert_eq!(&delays[..3], &[Duration::ZERO; 3], "quick restarts first");
+        assert!(
+            delays[3..].iter().all(|d| *d == CRASH_LOOP_FLOOR),
+            "{delays:?}"
+        );
+    }
+
+    #[test]
     fn jitter_only_shortens() {
         let b = Backoff {
             initial: HumanDuration::millis(800),
@@ -177,7 +220,8 @@ mod tests {
             .expect("fourth exit within the window is a crash loop");
         assert_eq!(report.exits, 4);
         assert_eq!(report.last[0], ExitClass::signaled(9));
-        assert_eq!(d.delay, Duration::from_millis(800));
+        // The max backoff (800 ms), raised to the crash-loop floor.
+        assert_eq!(d.delay, CRASH_LOOP_FLOOR);
         // Exits that have slid out of the window no longer count.
         let later = t.on_exit(
             start + Duration::from_secs(120),

@@ -30,6 +30,56 @@ use tokio::task::JoinHandle;
 /// that escaped both the cgroup and the marker could hold the pipe open longer.
 const PUMP_GRACE: Duration = Duration::from_secs(2);
 
+/// Why a spawn failed, and whether trying again could help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnError {
+    /// Written for the person reading `ps`.
+    pub reason: String,
+    /// It can never succeed as configured (no such program, not executable, a NUL byte, a
+    /// working directory that is not one): restarting it would only loop.
+    pub permanent: bool,
+}
+
+impl SpawnError {
+    fn transient(reason: String) -> Self {
+        SpawnError {
+            reason,
+            permanent: false,
+        }
+    }
+
+    fn permanent(reason: String) -> Self {
+        SpawnError {
+            reason,
+            permanent: true,
+        }
+    }
+
+    /// From the error of `fork`/`exec` itself.
+    fn of_exec(program: &str, e: &std::io::Error) -> Self {
+        let reason = format!("cannot start {program}: {e}");
+        let hopeless = matches!(
+            e.kind(),
+            std::io::ErrorKind::NotFound
+                | std::io::ErrorKind::PermissionDenied
+                | std::io::ErrorKind::InvalidInput
+        ) || matches!(
+            e.raw_os_error(),
+            Some(libc::ENOEXEC | libc::E2BIG | libc::ENAMETOOLONG | libc::ENOTDIR | libc::ELOOP)
+        );
+        SpawnError {
+            reason,
+            permanent: hopeless,
+        }
+    }
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 /// What to run, and where its output goes.
 pub struct Spec<'a> {
     /// The instance (`web`, `web#1`) or slot: it names the cgroup and the process marker.
@@ -94,8 +144,8 @@ pub struct Ended {
 }
 
 impl Execution {
-    /// Starts `spec`. The error is a reason for `ps`, written for a person.
-    pub fn spawn(ctx: &SupervisorContext, spec: Spec<'_>) -> Result<Execution, String> {
+    /// Starts `spec`.
+    pub fn spawn(ctx: &SupervisorContext, spec: Spec<'_>) -> Result<Execution, SpawnError> {
         let svc = spec.svc;
         let limits = CgroupLimits {
             memory: svc.memory.map(|m| m.bytes()),
@@ -106,7 +156,7 @@ impl Execution {
         let cgroup = ctx
             .cgroups
             .create(spec.name, &limits)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SpawnError::transient(e.to_string()))?;
         let remove_group = |g: &Option<ServiceCgroup>| {
             if let Some(g) = g {
                 g.remove();
@@ -116,7 +166,9 @@ impl Execution {
             Ok(p) => p,
             Err(e) => {
                 remove_group(&cgroup);
-                return Err(format!("cannot create the output pipe: {e}"));
+                return Err(SpawnError::transient(format!(
+                    "cannot create the output pipe: {e}"
+                )));
             }
         };
         let unit = format!("{}/{}", ctx.agent_id, spec.name);
@@ -132,7 +184,7 @@ impl Execution {
             Ok(c) => c,
             Err(reason) => {
                 remove_group(&cgroup);
-                return Err(reason);
+                return Err(SpawnError::permanent(reason));
             }
         };
         let spawned = ctx.reaper.spawn(&mut cmd);
@@ -142,7 +194,7 @@ impl Execution {
             Ok(x) => x,
             Err(e) => {
                 remove_group(&cgroup);
-                return Err(format!("cannot start {}: {e}", spec.argv[0]));
+                return Err(SpawnError::of_exec(&spec.argv[0], &e));
             }
         };
         let tail = (spec.keep_tail > 0).then(|| Tail::new(spec.keep_tail));

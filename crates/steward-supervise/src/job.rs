@@ -59,9 +59,9 @@ impl SupervisorContext {
         };
         let mut exec = match Execution::spawn(self, spec) {
             Ok(e) => e,
-            Err(reason) => {
+            Err(e) => {
                 return JobRun {
-                    class: ExitClass::SpawnFailed { reason },
+                    class: ExitClass::SpawnFailed { reason: e.reason },
                     ran: Duration::ZERO,
                     output_tail: String::new(),
                     peak_memory: None,

@@ -26,7 +26,7 @@ mod watchdog;
 
 pub use cgroup::{CgroupDriver, CgroupError};
 pub use context::{InstanceExit, SupervisorContext};
-pub use execution::{Ended, Execution, Spec, Watched};
+pub use execution::{Ended, Execution, SpawnError, Spec, Watched};
 pub use job::{JobRun, KillWhen, TAIL_BYTES};
 pub use output::LogFiles;
 pub use reaper::Reaper;

@@ -16,13 +16,22 @@ use steward_config::Service;
 
 /// Checks that the service's program and working directory exist, before anything starts.
 pub fn preflight(svc: &Service) -> Result<(), String> {
-    if !svc.cwd.is_dir() {
-        return Err(format!(
-            "working directory {} does not exist",
-            svc.cwd.display()
-        ));
-    }
+    check_cwd(&svc.cwd)?;
     resolve_program(&svc.argv[0], &svc.cwd, &path_var(svc)).map(drop)
+}
+
+fn check_cwd(cwd: &Path) -> Result<(), String> {
+    match std::fs::metadata(cwd) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "working directory {} is not a directory; point cwd at a folder",
+            cwd.display()
+        )),
+        Err(e) => Err(format!(
+            "working directory {} cannot be used: {e}",
+            cwd.display()
+        )),
+    }
 }
 
 fn path_var(svc: &Service) -> String {
@@ -44,12 +53,7 @@ pub fn build(
     cgroup: Option<&ServiceCgroup>,
     output: OwnedFd,
 ) -> Result<Command, String> {
-    if !svc.cwd.is_dir() {
-        return Err(format!(
-            "working directory {} does not exist",
-            svc.cwd.display()
-        ));
-    }
+    check_cwd(&svc.cwd)?;
     let program = resolve_program(&argv[0], &svc.cwd, &path_var(svc))?;
 
     let mut cmd = Command::new(&program);

@@ -207,7 +207,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate a config and print it resolved: defaults filled in, paths absolute.
+    /// Validate a config as `up` would (the file, every program and working directory,
+    /// and whether the plan fits this host), then print it resolved.
     Check {
         /// The config file (or `-f FILE`; default: ./steward.toml).
         #[arg(value_name = "FILE")]
@@ -215,6 +216,13 @@ pub enum ConfigCommand {
         /// Print the resolved config as JSON.
         #[arg(long)]
         json: bool,
+        /// Check only the file, not this host (programs on PATH, working directories, the
+        /// plan's fit): for a config written for another machine.
+        #[arg(long)]
+        no_host: bool,
+        /// Read host facts under DIR (proc/…, sys/…) instead of the live host.
+        #[arg(long, value_name = "DIR")]
+        sysroot: Option<PathBuf>,
     },
 }
 

@@ -105,9 +105,19 @@ pub fn run(command: Command) -> Result<ExitCode> {
         } => return crate::explain_cmd::run(&files, json, top, since.as_deref()),
         Command::Config {
             target,
-            command: ConfigCommand::Check { path, json },
+            command:
+                ConfigCommand::Check {
+                    path,
+                    json,
+                    no_host,
+                    sysroot,
+                },
         } => {
             let config = steward_config::load(&path.unwrap_or_else(|| target.file()))?;
+            if !no_host {
+                // What `up` refuses, this refuses.
+                agent::preflight(&config, sysroot.as_deref(), false)?;
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&config)?);
             } else {

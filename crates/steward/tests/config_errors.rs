@@ -3,11 +3,24 @@
 mod common;
 use common::*;
 
+/// `config check --no-host`: the file alone (the programs named need not exist here).
 fn check(toml: &str) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("steward.toml"), toml).unwrap();
-    let out = steward(&["config", "check", "steward.toml"], dir.path());
+    let out = steward(
+        &["config", "check", "--no-host", "steward.toml"],
+        dir.path(),
+    );
     (out.status.success(), stdout(&out), stderr(&out))
+}
+
+/// `config check` with the host checks `up` makes.
+fn check_on_host(toml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("steward.toml"), toml).unwrap();
+    std::fs::write(dir.path().join("a-file"), "").unwrap();
+    let out = steward(&["config", "check", "steward.toml"], dir.path());
+    (out.status.success(), stderr(&out))
 }
 
 #[test]
@@ -118,7 +131,14 @@ fn every_example_config_is_valid() {
     for entry in std::fs::read_dir(&examples).unwrap() {
         let config = entry.unwrap().path().join("steward.toml");
         if config.exists() {
-            let out = steward(&["config", "check", config.to_str().unwrap()], &examples);
+            // The examples name programs (vllm, …) this machine need not have, and the
+            // gateway's keys come from the environment, as an operator would set them.
+            let out = std::process::Command::new(BIN)
+                .args(["config", "check", "--no-host", config.to_str().unwrap()])
+                .current_dir(&examples)
+                .env("STEWARD_GATEWAY_KEYS", "sk-example-1,sk-example-2")
+                .output()
+                .unwrap();
             assert!(
                 out.status.success(),
                 "{}: {}",
@@ -183,11 +203,129 @@ fn the_resolved_env_shows_the_cuda_profile_under_the_users_env() {
     let _ = out;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("s.toml"), "[services.w]\ncommand = [\"x\"]\ngpus = \"all\"\ncuda_env = \"strict\"\nenv = { CUDA_MODULE_LOADING = \"EAGER\" }\n").unwrap();
-    let out = steward(&["config", "check", "s.toml", "--json"], dir.path());
+    let out = steward(
+        &["config", "check", "--no-host", "s.toml", "--json"],
+        dir.path(),
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let env = &json["services"]["w"]["resolved_env"];
     assert_eq!(env["CUDA_DEVICE_ORDER"], "PCI_BUS_ID");
     assert_eq!(env["CUDA_DEVICE_MAX_CONNECTIONS"], "1");
     assert_eq!(env["PYTORCH_CUDA_ALLOC_CONF"], "expandable_segments:True");
     assert_eq!(env["CUDA_MODULE_LOADING"], "EAGER", "the user's value wins");
+}
+
+#[test]
+fn config_check_refuses_what_up_would_refuse() {
+    // A NUL byte can never be passed to a program.
+    let (ok, _, err) = check("[services.w]\ncommand = [\"sleep\", \"1\\u0000\"]\n");
+    assert!(!ok);
+    assert!(
+        err.contains("services.w.command: argument 1 holds a NUL byte"),
+        "{err}"
+    );
+    let (ok, _, err) = check("[services.w]\ncommand = [\"true\"]\nenv = { A = \"x\\u0000y\" }\n");
+    assert!(!ok && err.contains("NUL byte"), "{err}");
+    // What only the host can tell: programs, working directories, the plan.
+    let (ok, err) = check_on_host("[services.w]\ncommand = [\"pyhton3\", \"serve.py\"]\n");
+    assert!(!ok);
+    assert!(
+        err.contains("program \"pyhton3\" not found in PATH"),
+        "{err}"
+    );
+    let (ok, err) = check_on_host("[services.w]\ncommand = [\"true\"]\ncwd = \"no/such/dir\"\n");
+    assert!(!ok && err.contains("cannot be used"), "{err}");
+    let (ok, err) = check_on_host("[services.w]\ncommand = [\"true\"]\ncwd = \"a-file\"\n");
+    assert!(!ok && err.contains("is not a directory"), "{err}");
+    let (ok, err) = check_on_host("[services.w]\ncommand = [\"true\"]\nmemory = \"1048576TiB\"\n");
+    assert!(!ok && err.contains("do not fit"), "{err}");
+    let (ok, err) = check_on_host("[services.w]\ncommand = [\"true\"]\n");
+    assert!(ok, "{err}");
+    // And what the file alone can tell.
+    let (ok, _, err) = check("[gateway]\nlisten = \"localhost\"\n");
+    assert!(
+        !ok && err.contains("gateway.listen") && err.contains("IP:PORT"),
+        "{err}"
+    );
+    let (ok, _, err) = check("[gateway]\nlisten = \"127.0.0.1:99999\"\n");
+    assert!(!ok && err.contains("IP:PORT"), "{err}");
+}
+
+#[test]
+fn sizes_and_counts_past_what_a_node_has_are_refused_fast() {
+    let started = std::time::Instant::now();
+    for (toml, says) in [
+        (
+            "cpus = \"0-999999999\"",
+            "beyond the highest CPU number steward takes (4095)",
+        ),
+        ("cpus = \"0-4294967295\"", "beyond the highest CPU number"),
+        ("cpus = [99999]", "beyond the highest CPU number"),
+        (
+            "replicas = 100000000",
+            "more than steward runs of one service (1024)",
+        ),
+        (
+            "replicas = 1000000",
+            "more than steward runs of one service",
+        ),
+        ("memory = \"8388608TiB\"", "larger than steward takes"),
+        (
+            "memory = \"18446744073709551615B\"",
+            "larger than steward takes",
+        ),
+        ("stop_timeout = \"999999999999h\"", "longer than 100 years"),
+        (
+            "gpus = \"all\"\nreplicas_per_gpu = 100000",
+            "more than steward places (64)",
+        ),
+    ] {
+        let (ok, _, err) = check(&format!("[services.w]\ncommand = [\"true\"]\n{toml}\n"));
+        assert!(!ok, "{toml} was accepted");
+        assert!(err.contains(says), "{toml}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn api_keys_that_resolve_to_none_are_refused_naming_the_variable() {
+    for (value, says) in [
+        (None, "env:STEWARD_TEST_KEYS is not set"),
+        (Some(""), "env:STEWARD_TEST_KEYS holds no key"),
+        (Some(" , ,"), "env:STEWARD_TEST_KEYS holds no key"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("steward.toml"),
+            "[gateway]\napi_keys = [\"env:STEWARD_TEST_KEYS\"]\n",
+        )
+        .unwrap();
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["config", "check", "steward.toml"])
+            .current_dir(dir.path());
+        match value {
+            Some(v) => cmd.env("STEWARD_TEST_KEYS", v),
+            None => cmd.env_remove("STEWARD_TEST_KEYS"),
+        };
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "{value:?} was accepted");
+        assert!(stderr(&out).contains(says), "{value:?}: {}", stderr(&out));
+        // `steward gateway` refuses the same way, without serving anything.
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["gateway", "-f", "steward.toml"])
+            .current_dir(dir.path());
+        match value {
+            Some(v) => cmd.env("STEWARD_TEST_KEYS", v),
+            None => cmd.env_remove("STEWARD_TEST_KEYS"),
+        };
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{value:?}");
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+    let (ok, _, err) = check("[gateway]\napi_keys = [\"\"]\n");
+    assert!(
+        !ok && err.contains("an empty key would let any client in"),
+        "{err}"
+    );
 }

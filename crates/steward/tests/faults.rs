@@ -145,3 +145,32 @@ restart = "never"
     assert_eq!(exit["source"], "watchdog");
     assert!(exit["peak"].as_u64().unwrap() > 64 << 20, "{exit}");
 }
+
+#[test]
+fn a_program_that_vanishes_fails_the_service_instead_of_looping() {
+    // It exists when `up` checks, then deletes itself and exits: every restart would find
+    // nothing to run, so the service goes to failed with the reason, once.
+    let agent = Agent::prepare(
+        "[services.gone]\ncommand = [\"./run.sh\"]\nbackoff = { initial = \"0s\", max = \"0s\" }\n",
+    );
+    let script = agent.path().join("run.sh");
+    std::fs::write(&script, "#!/bin/sh\nrm -f \"$0\"\nexit 1\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let agent = agent.launch(&[]);
+    agent.wait_for("gone to fail", |a| a.service("gone")["state"] == "failed");
+    let svc = agent.service("gone");
+    assert_eq!(svc["last_exit"]["class"], "spawn_failed", "{svc}");
+    assert!(
+        svc["last_exit"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not found"),
+        "{svc}"
+    );
+    let failed_spawns = agent
+        .events_of("gone", "exited")
+        .iter()
+        .filter(|e| e["class"] == "spawn_failed")
+        .count();
+    assert_eq!(failed_spawns, 1, "tried once, not in a loop");
+}

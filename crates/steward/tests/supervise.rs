@@ -59,9 +59,11 @@ crash_loop = { exits = 4, window = "1m" }
         .iter()
         .map(|e| e["delay_ms"].as_u64().unwrap())
         .collect();
+    // The fifth exit makes it a crash loop: from then on the max backoff, but never less
+    // than the crash-loop floor of a second.
     assert_eq!(
         &delays[..5],
-        &[100, 200, 400, 400, 400],
+        &[100, 200, 400, 400, 1000],
         "delays: {delays:?}"
     );
     let crash = &agent.events_of("flaky", "crash_loop")[0];

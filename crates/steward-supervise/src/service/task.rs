@@ -9,7 +9,7 @@ use super::state::TaskState;
 use crate::backoff::RestartTracker;
 use crate::classify::KilledBy;
 use crate::context::SupervisorContext;
-use crate::execution::{Ended, Execution, Spec, Watched};
+use crate::execution::{Ended, Execution, SpawnError, Spec, Watched};
 use crate::health::ProbeEnv;
 use crate::kmsg;
 use crate::notify::NotifySocket;
@@ -276,7 +276,10 @@ impl Task {
                     Some(sock)
                 }
                 Err(e) => {
-                    return self.spawn_failed(format!("cannot create its NOTIFY_SOCKET: {e}"))
+                    return self.spawn_failed(SpawnError {
+                        reason: format!("cannot create its NOTIFY_SOCKET: {e}"),
+                        permanent: false,
+                    })
                 }
             }
         } else {
@@ -294,7 +297,7 @@ impl Task {
         };
         let exec = match Execution::spawn(&self.ctx, spec) {
             Ok(e) => e,
-            Err(reason) => return self.spawn_failed(reason),
+            Err(e) => return self.spawn_failed(e),
         };
         let (started, wall) = exec.started();
         let penv = ProbeEnv {
@@ -338,8 +341,12 @@ impl Task {
         }));
     }
 
-    fn spawn_failed(&mut self, reason: String) {
-        let class = ExitClass::SpawnFailed { reason };
+    /// A spawn that failed: retried by policy, unless it can never succeed as configured
+    /// (then the instance is failed, with the reason, until someone starts it again).
+    fn spawn_failed(&mut self, error: SpawnError) {
+        let class = ExitClass::SpawnFailed {
+            reason: error.reason,
+        };
         self.emit(EventKind::Exited {
             pid: 0,
             class: class.clone(),
@@ -354,6 +361,11 @@ impl Task {
             s.waiting_on = None;
             s.last_exit = Some(class.clone());
         });
+        if error.permanent {
+            self.phase = Phase::Idle;
+            self.set(|s| s.state = ServiceState::Failed);
+            return;
+        }
         self.decide(class, Duration::ZERO);
     }
 
