@@ -38,7 +38,10 @@ class Job:
         self._worker = worker
         self.id = data["id"]
         self.attempt = data.get("attempt", 1)
-        self.input = data.get("input")
+        # A file name that is not UTF-8 comes byte for byte in input_hex; decoded as the OS
+        # would decode it, so open(job.input) finds the very file.
+        raw = data.get("input_hex")
+        self.input = os.fsdecode(bytes.fromhex(raw)) if raw else data.get("input")
         self.payload = data.get("payload") or {}
         self._lease_ttl = data.get("lease_ttl_ms", 30000) / 1000.0
         self._done = threading.Event()

@@ -1,44 +1,44 @@
 //! `{input}`, `{stem}`, `{name}`, `{output_dir}`, `{job_id}`, `{attempt}` in argv elements
 //! and output patterns. Substitution is per element and never goes near a shell, so a file
-//! named `$(rm -rf ~).pdf` is just a name.
+//! named `$(rm -rf ~).pdf` is just a name. Values are OS strings: a name that is not UTF-8
+//! reaches the program byte for byte.
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 
 /// The variables of one job's input.
-pub fn vars_for(
-    input: &Path,
-    output_dir: &Path,
-    job_id: i64,
-    attempt: u32,
-) -> BTreeMap<&'static str, String> {
+pub type Vars = BTreeMap<&'static str, OsString>;
+
+/// The variables of one job's input.
+pub fn vars_for(input: &Path, output_dir: &Path, job_id: i64, attempt: u32) -> Vars {
     let name = input
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(OsStr::to_os_string)
         .unwrap_or_default();
     let stem = input
         .file_stem()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(OsStr::to_os_string)
         .unwrap_or_default();
     BTreeMap::from([
-        ("input", input.display().to_string()),
+        ("input", input.as_os_str().to_os_string()),
         ("name", name),
         ("stem", stem),
-        ("output_dir", output_dir.display().to_string()),
-        ("job_id", job_id.to_string()),
-        ("attempt", attempt.to_string()),
+        ("output_dir", output_dir.as_os_str().to_os_string()),
+        ("job_id", job_id.to_string().into()),
+        ("attempt", attempt.to_string().into()),
     ])
 }
 
 /// Replaces `{var}` with its value; `{{` and `}}` are literal braces.
-pub fn render(template: &str, vars: &BTreeMap<&'static str, String>) -> Result<String, String> {
-    let mut out = String::with_capacity(template.len());
+pub fn render(template: &str, vars: &Vars) -> Result<OsString, String> {
+    let mut out = OsString::with_capacity(template.len());
     let mut rest = template;
     while let Some(i) = rest.find(['{', '}']) {
-        out.push_str(&rest[..i]);
+        out.push(&rest[..i]);
         let tail = &rest[i..];
         if tail.starts_with("{{") || tail.starts_with("}}") {
-            out.push_str(&tail[..1]);
+            out.push(&tail[..1]);
             rest = &tail[2..];
             continue;
         }
@@ -60,10 +60,10 @@ pub fn render(template: &str, vars: &BTreeMap<&'static str, String>) -> Result<S
                     .join(", ")
             )
         })?;
-        out.push_str(value);
+        out.push(value);
         rest = &tail[end + 1..];
     }
-    out.push_str(rest);
+    out.push(rest);
     Ok(out)
 }
 
@@ -99,6 +99,18 @@ mod tests {
         assert_eq!(
             render("job-{job_id}-try-{attempt} {{x}}", &vars).unwrap(),
             "job-7-try-2 {x}"
+        );
+        // A name that is not UTF-8 comes through byte for byte.
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let odd = vars_for(
+            Path::new(OsStr::from_bytes(b"/in/\xff\xfe-x.txt")),
+            Path::new("/o"),
+            1,
+            1,
+        );
+        assert_eq!(
+            render("{name}", &odd).unwrap().into_vec(),
+            b"\xff\xfe-x.txt"
         );
         assert!(render("{nope}", &vars)
             .unwrap_err()

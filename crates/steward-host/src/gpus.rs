@@ -53,6 +53,24 @@ pub struct GpuInventory {
 /// so that placement and start ordering run for real on them.
 pub const FAKE_GPUS_VAR: &str = "STEWARD_FAKE_GPUS";
 
+/// The most fake GPUs `STEWARD_FAKE_GPUS` gives.
+pub const MAX_FAKE_GPUS: u32 = 64;
+
+/// `STEWARD_FAKE_GPUS` as set in the environment: `None` when unset; an error that says
+/// what it takes when it is not a number from 0 to [`MAX_FAKE_GPUS`].
+pub fn fake_gpus() -> Result<Option<u32>, String> {
+    let Some(v) = std::env::var_os(FAKE_GPUS_VAR) else {
+        return Ok(None);
+    };
+    let text = v.to_string_lossy();
+    match text.trim().parse::<u32>() {
+        Ok(n) if n <= MAX_FAKE_GPUS => Ok(Some(n)),
+        _ => Err(format!(
+            "{FAKE_GPUS_VAR}={text:?} is not a number of fake GPUs from 0 to {MAX_FAKE_GPUS}; unset it to use the real ones"
+        )),
+    }
+}
+
 /// In a fixture root, a captured `nvidia-smi -q -x` stands in for the driver.
 pub const SMI_CAPTURE: &str = "nvidia-smi-q.xml";
 
@@ -60,10 +78,11 @@ impl GpuInventory {
     /// The live host: fake GPUs if asked, else NVML, else `nvidia-smi -q -x`.
     /// Under a fixture root: its `nvidia-smi-q.xml`, if any.
     pub fn discover(root: &Sysroot) -> GpuInventory {
-        if let Ok(n) = std::env::var(FAKE_GPUS_VAR) {
-            if let Ok(n) = n.trim().parse::<u32>() {
-                return GpuInventory::fake(n);
-            }
+        match fake_gpus() {
+            Ok(Some(n)) => return GpuInventory::fake(n),
+            Ok(None) => {}
+            // Never silently the real GPUs when fake ones were asked for.
+            Err(why) => return GpuInventory::none("fake", why),
         }
         let mut inv = if !root.is_live() {
             match std::fs::read_to_string(root.root().join(SMI_CAPTURE)) {

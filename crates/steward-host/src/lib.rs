@@ -15,7 +15,10 @@ mod system;
 pub use cpu::{Core, CpuTopology};
 pub use dns::{probe_resolvers, DnsAnswer};
 pub use facts::HostFacts;
-pub use gpus::{from_smi_xml, Gpu, GpuInventory, GpuProcess, FAKE_GPUS_VAR, SMI_CAPTURE};
+pub use gpus::{
+    fake_gpus, from_smi_xml, Gpu, GpuInventory, GpuProcess, FAKE_GPUS_VAR, MAX_FAKE_GPUS,
+    SMI_CAPTURE,
+};
 pub use meminfo::MemInfo;
 pub use sysroot::{HostError, Sysroot};
 pub use system::{resolvers, zombies, CgroupFacts, CoreDumpFacts, DiskFacts, Zombie, DISK_FIXTURE};

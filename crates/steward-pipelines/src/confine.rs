@@ -2,12 +2,13 @@
 //! root or one of the pipeline's `inputs`.
 
 use std::path::{Path, PathBuf};
-use steward_config::Pipeline;
+use steward_config::{escaped_os, Pipeline};
 
 pub fn confined(input: &Path, p: &Pipeline) -> Result<(), String> {
+    let shown = |p: &Path| escaped_os(p.as_os_str());
     let real = input
         .canonicalize()
-        .map_err(|e| format!("input {} cannot be resolved: {e}", input.display()))?;
+        .map_err(|e| format!("input {} cannot be resolved: {e}", shown(input)))?;
     let roots: Vec<PathBuf> = p
         .input_root
         .iter()
@@ -19,9 +20,9 @@ pub fn confined(input: &Path, p: &Pipeline) -> Result<(), String> {
     } else {
         Err(format!(
             "input {} resolves to {}, outside the input root ({}); refused because confine_inputs = true",
-            input.display(),
-            real.display(),
-            roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
+            shown(input),
+            shown(&real),
+            roots.iter().map(|r| shown(r)).collect::<Vec<_>>().join(", ")
         ))
     }
 }

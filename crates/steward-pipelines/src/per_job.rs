@@ -23,7 +23,7 @@ pub async fn run_one(
     job: Job,
 ) {
     let p = &reporter.pipeline;
-    let Some(input) = job.input().map(PathBuf::from) else {
+    let Some(input) = job.input_path() else {
         reporter
             .report(&job, Err(cannot_run("the payload has no \"input\"")), true)
             .await;
@@ -36,7 +36,7 @@ pub async fn run_one(
         }
     }
     let vars = template::vars_for(&input, &p.output_dir, job.id, job.attempts);
-    let argv: Result<Vec<String>, String> = p
+    let argv: Result<Vec<std::ffi::OsString>, String> = p
         .command
         .iter()
         .map(|a| template::render(a, &vars))
@@ -75,7 +75,7 @@ pub async fn run_one(
                 run.class.clone(),
                 &format!(
                     "exited 0 but its output {} is missing or empty",
-                    out.display()
+                    steward_config::escaped_os(out.as_os_str())
                 ),
                 tail,
             ))

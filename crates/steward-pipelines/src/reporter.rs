@@ -3,7 +3,6 @@
 //! quarantined input, beside it in the quarantine folder with every attempt's reason.
 
 use crate::quarantine::quarantine;
-use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use steward_config::Pipeline;
@@ -131,18 +130,19 @@ impl Reporter {
     }
 
     async fn quarantine_input(&self, job: &Job) {
-        let (Some(dir), Some(input)) = (&self.pipeline.quarantine_dir, job.input()) else {
+        let (Some(dir), Some(input)) = (&self.pipeline.quarantine_dir, job.input_path()) else {
             return;
         };
         let Ok(Some((job, attempts))) = self.store.get(job.id).await else {
             return;
         };
-        let (dir, mode, input) = (dir.clone(), self.pipeline.quarantine, input.to_string());
+        let (dir, mode) = (dir.clone(), self.pipeline.quarantine);
         let name = self.pipeline.name.clone();
         let moved = tokio::task::spawn_blocking(move || {
-            quarantine(&dir, mode, Path::new(&input), &job, &attempts).map_err(|e| {
+            quarantine(&dir, mode, &input, &job, &attempts).map_err(|e| {
                 format!(
-                    "{name}: cannot quarantine {input} into {}: {e}",
+                    "{name}: cannot quarantine {} into {}: {e}",
+                    steward_config::escaped_os(input.as_os_str()),
                     dir.display()
                 )
             })

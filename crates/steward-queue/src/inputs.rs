@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputKey {
-    /// blake3 of the content: a renamed file is still done.
+    /// blake3 of the content, with the file's name: the same file under the same name is
+    /// one job wherever it lies (moved, copied again: still done), and two files with the
+    /// same bytes but different names are two jobs, so each gets the output its name gives.
     Content,
     /// The absolute path.
     Path,
@@ -35,7 +37,7 @@ pub fn collect_inputs(paths: &[PathBuf], glob: Option<&str>) -> Result<InputWalk
         if !root.exists() {
             return Err(QueueError::Invalid(format!(
                 "{} does not exist",
-                root.display()
+                steward_config::escaped_os(root.as_os_str())
             )));
         }
         for entry in walkdir::WalkDir::new(root)
@@ -64,7 +66,10 @@ pub fn collect_inputs(paths: &[PathBuf], glob: Option<&str>) -> Result<InputWalk
 /// The key of one input file.
 pub fn key_for(path: &Path, how: InputKey) -> Result<String, QueueError> {
     match how {
-        InputKey::Path => Ok(format!("path:{}", path.display())),
+        InputKey::Path => Ok(format!(
+            "path:{}",
+            steward_config::escaped_os(path.as_os_str())
+        )),
         InputKey::Content => {
             let mut hasher = blake3::Hasher::new();
             let mut f = std::fs::File::open(path).map_err(|source| QueueError::Io {
@@ -77,7 +82,12 @@ pub fn key_for(path: &Path, how: InputKey) -> Result<String, QueueError> {
                 path: path.to_path_buf(),
                 source,
             })?;
-            Ok(format!("blake3:{}", hasher.finalize().to_hex()))
+            let name = path.file_name().unwrap_or_default();
+            Ok(format!(
+                "blake3:{}:{}",
+                hasher.finalize().to_hex(),
+                steward_config::escaped_os(name)
+            ))
         }
     }
 }
@@ -150,7 +160,7 @@ pub async fn enqueue_files(
                 Ok(key) => jobs.push(crate::NewJob {
                     queue: queue.to_string(),
                     key,
-                    payload: serde_json::json!({ "input": path.display().to_string() }),
+                    payload: crate::job::file_payload(path),
                     priority,
                     max_attempts,
                     timeout_ms: None,

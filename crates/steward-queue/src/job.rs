@@ -84,10 +84,48 @@ pub struct Job {
     pub finished_at: Option<i64>,
 }
 
+/// A file job's payload: `{"input": PATH}`. A path that is not UTF-8 is kept byte for
+/// byte in `input_hex`, and `input` shows it escaped.
+pub fn file_payload(path: &std::path::Path) -> serde_json::Value {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::json!({ "input": text }),
+        Err(_) => serde_json::json!({
+            "input": steward_config::escaped(bytes),
+            "input_hex": hex(bytes),
+        }),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 impl Job {
-    /// The `input` of a file job's payload.
+    /// The `input` of a file job's payload, as text to show (escaped when the path is not
+    /// UTF-8).
     pub fn input(&self) -> Option<&str> {
         self.payload.get("input").and_then(|v| v.as_str())
+    }
+
+    /// The input file itself, byte for byte.
+    pub fn input_path(&self) -> Option<std::path::PathBuf> {
+        use std::os::unix::ffi::OsStringExt;
+        if let Some(h) = self.payload.get("input_hex").and_then(|v| v.as_str()) {
+            return unhex(h).map(|b| std::ffi::OsString::from_vec(b).into());
+        }
+        self.input().map(std::path::PathBuf::from)
     }
 
     /// The lease this job is held under, while it runs.

@@ -31,8 +31,10 @@ pub async fn rebuild_done(
     let jobs = store.list(&JobFilter::queue(queue)).await?;
     let (mut found, mut missing) = (Vec::new(), Vec::new());
     for j in &jobs {
-        let Some(input) = j.input() else { continue };
-        let vars = template::vars_for(Path::new(input), outputs, j.id, j.attempts);
+        let Some(input) = j.input_path() else {
+            continue;
+        };
+        let vars = template::vars_for(&input, outputs, j.id, j.attempts);
         let out = outputs.join(template::render(pattern, &vars).map_err(QueueError::Invalid)?);
         let present = std::fs::metadata(&out).is_ok_and(|m| m.len() > 0);
         match (j.state, present) {

@@ -19,9 +19,10 @@ use crate::{cleanup, procfs, spawn};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use steward_config::Service;
+use steward_config::{escaped_os, Service};
 use steward_events::ExitClass;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -86,7 +87,8 @@ pub struct Spec<'a> {
     pub name: &'a str,
     /// Limits, working directory, `oom_score_adj`, core dumps.
     pub svc: &'a Service,
-    pub argv: &'a [String],
+    /// What runs: bytes, not text (a job's input file may be named in any bytes).
+    pub argv: &'a [OsString],
     pub cpus: Option<&'a [usize]>,
     /// The whole environment the config gives it (the marker is added).
     pub env: &'a BTreeMap<String, String>,
@@ -194,7 +196,7 @@ impl Execution {
             Ok(x) => x,
             Err(e) => {
                 remove_group(&cgroup);
-                return Err(SpawnError::of_exec(&spec.argv[0], &e));
+                return Err(SpawnError::of_exec(&escaped_os(&spec.argv[0]), &e));
             }
         };
         let tail = (spec.keep_tail > 0).then(|| Tail::new(spec.keep_tail));
@@ -208,7 +210,7 @@ impl Execution {
         Ok(Execution {
             pid,
             unit,
-            program: spec.argv[0].clone(),
+            program: escaped_os(&spec.argv[0]),
             started: Instant::now(),
             started_wall: SystemTime::now(),
             cgroup,

@@ -41,7 +41,7 @@ impl SupervisorContext {
         inst: &Instance,
         svc: &Service,
         slot: &str,
-        argv: Vec<String>,
+        argv: Vec<std::ffi::OsString>,
         kill: KillWhen<'_>,
         logs: &Arc<Mutex<LogFiles>>,
     ) -> JobRun {

@@ -5,19 +5,19 @@
 use crate::cgroup::ServiceCgroup;
 use crate::procfs::MARKER_VAR;
 use std::collections::BTreeMap;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use steward_config::Service;
+use steward_config::{escaped_os, Service};
 
 /// Checks that the service's program and working directory exist, before anything starts.
 pub fn preflight(svc: &Service) -> Result<(), String> {
     check_cwd(&svc.cwd)?;
-    resolve_program(&svc.argv[0], &svc.cwd, &path_var(svc)).map(drop)
+    resolve_program(OsStr::new(&svc.argv[0]), &svc.cwd, &path_var(svc)).map(drop)
 }
 
 fn check_cwd(cwd: &Path) -> Result<(), String> {
@@ -46,7 +46,7 @@ fn path_var(svc: &Service) -> String {
 /// person reading `ps`.
 pub fn build(
     svc: &Service,
-    argv: &[String],
+    argv: &[OsString],
     cpus: Option<&[usize]>,
     env: &BTreeMap<String, String>,
     unit: &str,
@@ -79,23 +79,22 @@ pub fn build(
 
 /// Finds the program the way `execvp` would, so a typo is reported by name and not as a
 /// bare ENOENT.
-fn resolve_program(name: &str, cwd: &Path, path_var: &str) -> Result<PathBuf, String> {
+fn resolve_program(name: &OsStr, cwd: &Path, path_var: &str) -> Result<PathBuf, String> {
     let check = |p: &Path| -> Result<(), String> {
-        let meta =
-            std::fs::metadata(p).map_err(|_| format!("program {} not found", p.display()))?;
+        let shown = escaped_os(p.as_os_str());
+        let meta = std::fs::metadata(p).map_err(|_| format!("program {shown} not found"))?;
         if meta.is_dir() {
-            return Err(format!("{} is a directory, not a program", p.display()));
+            return Err(format!("{shown} is a directory, not a program"));
         }
         if meta.permissions().mode() & 0o111 == 0 {
             return Err(format!(
-                "{} is not executable (mode {:o}); chmod +x it or run it through its interpreter",
-                p.display(),
+                "{shown} is not executable (mode {:o}); chmod +x it or run it through its interpreter",
                 meta.permissions().mode() & 0o777
             ));
         }
         Ok(())
     };
-    if name.contains('/') {
+    if name.as_bytes().contains(&b'/') {
         let p = cwd.join(name);
         check(&p)?;
         return Ok(p);
@@ -107,7 +106,10 @@ fn resolve_program(name: &str, cwd: &Path, path_var: &str) -> Result<PathBuf, St
             return Ok(p);
         }
     }
-    Err(format!("program \"{name}\" not found in PATH ({path_var})"))
+    Err(format!(
+        "program \"{}\" not found in PATH ({path_var})",
+        escaped_os(name)
+    ))
 }
 
 /// Everything the child does before `exec`, prepared in the parent.

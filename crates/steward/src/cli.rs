@@ -114,8 +114,10 @@ pub enum Command {
         /// Stop once every pipeline's queue is drained (the only mode of `run`; `up` keeps draining).
         #[arg(long)]
         until_empty: bool,
+        /// Start even when the plan does not fit this host (memory, GPU memory, CPUs).
         #[arg(long)]
         force: bool,
+        /// Read host facts under DIR (proc/…, sys/…) instead of the live host.
         #[arg(long, value_name = "DIR")]
         sysroot: Option<PathBuf>,
     },
@@ -137,26 +139,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Start a stopped service.
+    /// Start a stopped service (its stopped dependencies first).
     Start {
+        /// The service, or one replica of it (`web#1`).
         service: String,
         #[command(flatten)]
         target: Target,
     },
     /// Stop a service and keep it stopped; returns once none of its processes is left.
     Stop {
+        /// The service, or one replica of it (`web#1`).
         service: String,
         #[command(flatten)]
         target: Target,
     },
-    /// Stop a service and start it again at once.
+    /// Stop a service and start it again at once (replicas one at a time).
     Restart {
+        /// The service, or one replica of it (`web#1`).
         service: String,
         #[command(flatten)]
         target: Target,
     },
     /// Print a service's output (stdout and stderr, in order). Works without an agent.
     Logs {
+        /// The service, a replica (`web#1`) or a pipeline slot (`ocr#0`).
         service: String,
         /// The config file (`-f` here means follow, as in `tail -f`; give the file as
         /// `--file`, or `-f FILE` before `logs`).
@@ -166,7 +172,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
         /// Only the last N lines.
-        #[arg(short = 'n', long)]
+        #[arg(short = 'n', long, value_name = "N")]
         tail: Option<usize>,
         /// Keep printing new output as it is written.
         #[arg(short = 'f', long)]
@@ -185,11 +191,12 @@ pub enum Command {
     Explain {
         /// Files to read; `-` or none for standard input.
         files: Vec<PathBuf>,
+        /// Print every finding and the unrecognised errors as JSON.
         #[arg(long)]
         json: bool,
-        /// How many findings to print.
-        #[arg(long, default_value_t = 5)]
-        top: usize,
+        /// How many findings to print (at least 1).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        top: u32,
         /// Only lines from this recent (`"2h"`, `"30m"`) or since this time
         /// (`"2026-03-02T10:00:00Z"`). Lines without a time of their own (stack frames)
         /// go with the last timed line before them.
@@ -231,93 +238,140 @@ pub enum QueueCommand {
     /// Enqueue files: directories are walked; each file is one job, keyed by its content's
     /// blake3 (so a file enqueued twice, or already done, is not queued again).
     Add {
+        /// The queue; a pipeline of the config must take jobs from it (or give --force).
         queue: String,
+        /// Files and folders (walked) to enqueue.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Only files whose name matches, e.g. '*.pdf'.
         #[arg(long)]
         glob: Option<String>,
-        /// What makes two inputs the same job.
+        /// What makes two inputs the same job: their content and name, or their path.
         #[arg(long, value_enum, default_value_t = KeyKind::Content)]
         key: KeyKind,
-        #[arg(long, default_value_t = 3)]
-        max_attempts: u32,
+        /// Attempts before a job is quarantined (default: the pipeline's max_attempts).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_attempts: Option<u32>,
+        /// Higher runs first.
         #[arg(long, default_value_t = 0)]
         priority: i64,
+        /// Enqueue even into a queue no pipeline of the config takes jobs from.
+        #[arg(long)]
+        force: bool,
     },
     /// Counts by state, the rate over the last minute, the ETA and the oldest running job.
     Stats {
+        /// One queue (default: all).
         queue: Option<String>,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// List jobs.
     Ls {
+        /// Only this queue's jobs.
         #[arg(long)]
         queue: Option<String>,
-        #[arg(long)]
+        /// Only jobs in this state.
+        #[arg(long, value_parser = STATES)]
         state: Option<String>,
+        /// Only jobs whose key or input contains this text.
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
+        /// At most this many, oldest first.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// One job with every attempt: owner, classification, error, stderr tail.
     Show {
+        /// The job's id (`queue ls` lists them).
         id: i64,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// Put jobs back to pending with their attempts reset: one by id, or all in a state.
     Retry {
+        /// One job, by id.
         id: Option<i64>,
-        #[arg(long)]
+        /// Every job in this state (not `running`).
+        #[arg(long, value_parser = STATES)]
         state: Option<String>,
+        /// With --state: only this queue's jobs.
         #[arg(long)]
         queue: Option<String>,
     },
     /// Cancel jobs that have not finished.
     Cancel {
+        /// The jobs' ids.
         #[arg(required = true)]
         ids: Vec<i64>,
     },
     /// Delete finished jobs older than a duration.
     Purge {
-        #[arg(long)]
+        /// Which finished jobs.
+        #[arg(long, value_parser = ["succeeded", "quarantined", "cancelled"])]
         state: String,
+        /// Only those finished longer ago than this, e.g. "7d".
         #[arg(long, value_name = "DURATION")]
         older_than: String,
     },
     /// Reconcile the queue with its outputs: jobs whose output exists become succeeded;
     /// succeeded jobs whose output is missing are reported (and requeued on request).
     RebuildDone {
+        /// The queue to reconcile.
         queue: String,
-        #[arg(long)]
+        /// The folder the outputs are in.
+        #[arg(long, value_name = "DIR")]
         outputs: PathBuf,
         /// The output's name, from {stem}, {name}, {input}, e.g. '{stem}.json'.
         #[arg(long)]
         pattern: String,
+        /// Put succeeded jobs whose output is missing back to pending.
         #[arg(long)]
         requeue_missing: bool,
     },
     /// Every job, as JSON lines or CSV.
     Export {
+        /// CSV with a header line.
         #[arg(long, conflicts_with = "json")]
         csv: bool,
+        /// JSON, one job per line (the default).
         #[arg(long)]
         json: bool,
+        /// Only this queue's jobs.
         #[arg(long)]
         queue: Option<String>,
     },
     /// Take a backup now, into STATE_DIR/backups/.
     Backup,
     /// Put a backup in place of queue.db (default: the newest good one); the current file is kept aside.
-    Restore { backup: Option<PathBuf> },
+    Restore {
+        /// The backup file (default: the newest healthy one in STATE_DIR/backups).
+        backup: Option<PathBuf>,
+    },
 }
+
+/// The job states a `--state` takes.
+const STATES: [&str; 6] = [
+    "pending",
+    "running",
+    "succeeded",
+    "retrying",
+    "quarantined",
+    "cancelled",
+];
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum KeyKind {
+    /// The blake3 of the file's content, with its name: the same file under the same name
+    /// is one job wherever it is, and two files with the same bytes but different names
+    /// are two jobs (each gets its output).
     Content,
+    /// The file's absolute path.
     Path,
 }
 

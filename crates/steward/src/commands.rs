@@ -102,7 +102,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
             json,
             top,
             since,
-        } => return crate::explain_cmd::run(&files, json, top, since.as_deref()),
+        } => return crate::explain_cmd::run(&files, json, top as usize, since.as_deref()),
         Command::Config {
             target,
             command:

@@ -42,8 +42,10 @@ pub fn plan(config: &Config, facts: &HostFacts) -> Result<Plan> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", config.path.display()))
 }
 
-/// The host's facts, read under `sysroot` (the live host by default).
-pub fn gather(sysroot: Option<&Path>, state_dir: &StateDir) -> HostFacts {
+/// The host's facts, read under `sysroot` (the live host by default). A bad
+/// `STEWARD_FAKE_GPUS` is an error, never silently the real GPUs.
+pub fn gather(sysroot: Option<&Path>, state_dir: &StateDir) -> Result<HostFacts> {
+    steward_host::fake_gpus().map_err(anyhow::Error::msg)?;
     let root = sysroot.map_or_else(Sysroot::live, Sysroot::at);
-    HostFacts::gather(&root, state_dir.path())
+    Ok(HostFacts::gather(&root, state_dir.path()))
 }

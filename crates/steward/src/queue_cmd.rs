@@ -30,6 +30,26 @@ pub fn run(target: &Target, command: QueueCommand) -> Result<ExitCode> {
         QueueCommand::Add { .. } => Access::Create,
         _ => Access::Existing,
     };
+    let command = match command {
+        QueueCommand::Add {
+            queue,
+            paths,
+            glob,
+            key,
+            max_attempts,
+            priority,
+            force,
+        } => QueueCommand::Add {
+            max_attempts: Some(attempts_for(target, &queue, max_attempts, force)?),
+            queue,
+            paths,
+            glob,
+            key,
+            priority,
+            force,
+        },
+        other => other,
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -54,7 +74,9 @@ async fn run_on(q: &dyn JobStore, command: QueueCommand) -> Result<ExitCode> {
             key,
             max_attempts,
             priority,
+            force: _,
         } => {
+            let max_attempts = max_attempts.unwrap_or(DEFAULT_ATTEMPTS);
             let how = match key {
                 KeyKind::Content => InputKey::Content,
                 KeyKind::Path => InputKey::Path,
@@ -75,6 +97,7 @@ async fn run_on(q: &dyn JobStore, command: QueueCommand) -> Result<ExitCode> {
         QueueCommand::Ls {
             queue,
             state: st,
+            search,
             limit,
             json,
         } => {
@@ -82,7 +105,7 @@ async fn run_on(q: &dyn JobStore, command: QueueCommand) -> Result<ExitCode> {
                 .list(&JobFilter {
                     queue,
                     state: state(&st)?,
-                    text: None,
+                    text: search,
                     limit: Some(limit),
                 })
                 .await?;
@@ -175,6 +198,40 @@ async fn run_on(q: &dyn JobStore, command: QueueCommand) -> Result<ExitCode> {
         QueueCommand::Restore { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Attempts when neither the command nor a pipeline says.
+const DEFAULT_ATTEMPTS: u32 = 3;
+
+/// The attempts a new job of `queue` gets: `--max-attempts`, else the max_attempts of the
+/// pipeline that takes jobs from it. A queue no pipeline takes is refused (a typo would
+/// leave its jobs pending forever) unless `force`.
+fn attempts_for(target: &Target, queue: &str, given: Option<u32>, force: bool) -> Result<u32> {
+    let config = match steward_config::load(&target.file()) {
+        Ok(c) => c,
+        Err(_) if force => return Ok(given.unwrap_or(DEFAULT_ATTEMPTS)),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(
+                "cannot tell which queues the config's pipelines take; give the config with -f FILE, or --force",
+            ))
+        }
+    };
+    match config.pipelines.values().find(|p| p.queue == queue) {
+        Some(p) => Ok(given.unwrap_or(p.max_attempts)),
+        None if force => Ok(given.unwrap_or(DEFAULT_ATTEMPTS)),
+        None => {
+            let known: Vec<&str> = config
+                .pipelines
+                .values()
+                .map(|p| p.queue.as_str())
+                .collect();
+            bail!(
+                "no pipeline of {} takes jobs from queue {queue:?} (its pipelines take: {}); enqueue into one of those, or add --force",
+                config.path.display(),
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )
+        }
+    }
 }
 
 async fn stats(q: &dyn JobStore, queue: Option<&str>, json: bool) -> Result<()> {

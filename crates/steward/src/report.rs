@@ -27,7 +27,7 @@ fn state_dir(config: Option<&Config>) -> StateDir {
 
 pub fn host(node: &NodeArgs) -> Result<ExitCode> {
     let config = optional_config(node)?;
-    let facts = crate::node::gather(node.sysroot.as_deref(), &state_dir(config.as_ref()));
+    let facts = crate::node::gather(node.sysroot.as_deref(), &state_dir(config.as_ref()))?;
     if node.json {
         println!("{}", serde_json::to_string_pretty(&facts)?);
     } else {
@@ -185,7 +185,7 @@ pub fn plan(node: &NodeArgs) -> Result<ExitCode> {
     let Some(config) = optional_config(node)? else {
         bail!("`steward plan` needs a config: pass -f FILE, or run it where steward.toml is");
     };
-    let facts = crate::node::gather(node.sysroot.as_deref(), &config.state_dir);
+    let facts = crate::node::gather(node.sysroot.as_deref(), &config.state_dir)?;
     let plan = crate::node::plan(&config, &facts)?;
     if node.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -201,7 +201,7 @@ pub fn plan(node: &NodeArgs) -> Result<ExitCode> {
 
 pub fn doctor(node: &NodeArgs, no_dns: bool) -> Result<ExitCode> {
     let config = optional_config(node)?;
-    let facts = crate::node::gather(node.sysroot.as_deref(), &state_dir(config.as_ref()));
+    let facts = crate::node::gather(node.sysroot.as_deref(), &state_dir(config.as_ref()))?;
     let plan = match &config {
         Some(c) => Some(crate::node::plan(c, &facts)?),
         None => None,

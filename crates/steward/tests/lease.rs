@@ -210,3 +210,26 @@ fn the_lease_api_refuses_what_it_cannot_take_and_answers_why() {
     );
     assert_eq!(status("other_queue"), 404, "{}", text("other_queue"));
 }
+
+#[test]
+fn a_lease_worker_opens_a_file_whose_name_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = setup(
+        r#"
+import os, shutil
+from steward_worker import Worker
+os.makedirs("out", exist_ok=True)
+def handle(job):
+    shutil.copy(job.input, os.path.join("out", os.path.basename(job.input)))
+Worker().run(handle, wait=5)
+"#,
+        "max_attempts = 1",
+        1,
+    );
+    let odd = std::ffi::OsStr::from_bytes(b"\xff\xfe-x.txt");
+    std::fs::write(dir.path().join("in").join(odd), "odd\n").unwrap();
+    let out = steward(&["run", "-f", "steward.toml", "--until-empty"], dir.path());
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("lw: 2 succeeded"), "{}", stdout(&out));
+    assert!(dir.path().join("out").join(odd).exists());
+}

@@ -29,6 +29,9 @@ fn run(dir: &Path) -> std::process::Output {
 }
 
 /// `steward queue -f steward.toml ARGS…` in `dir`.
+/// A config whose one pipeline takes jobs from queue `docs`, with 4 attempts a job.
+const DOCS_PIPELINE: &str = "[pipelines.docs]\ncommand = [\"true\"]\nmax_attempts = 4\n";
+
 fn queue_cli(dir: &Path, args: &[&str]) -> std::process::Output {
     let mut full = vec!["queue", "-f", "steward.toml"];
     full.extend_from_slice(args);
@@ -167,7 +170,7 @@ backoff = { initial = "10ms", max = "10ms" }
 fn enqueueing_the_same_directory_twice_adds_nothing_and_rebuild_done_reconciles() {
     let dir = tempfile::tempdir().unwrap();
     write_inputs(&dir.path().join("in"), 20);
-    std::fs::write(dir.path().join("steward.toml"), "").unwrap();
+    std::fs::write(dir.path().join("steward.toml"), DOCS_PIPELINE).unwrap();
     let q = |args: &[&str]| queue_cli(dir.path(), args);
     let out = q(&["add", "docs", "in", "--glob", "*.txt"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -239,7 +242,7 @@ fn enqueueing_the_same_directory_twice_adds_nothing_and_rebuild_done_reconciles(
 fn a_truncated_queue_is_refused_and_restore_brings_it_back() {
     let dir = tempfile::tempdir().unwrap();
     write_inputs(&dir.path().join("in"), 300);
-    std::fs::write(dir.path().join("steward.toml"), "").unwrap();
+    std::fs::write(dir.path().join("steward.toml"), DOCS_PIPELINE).unwrap();
     let q = |args: &[&str]| queue_cli(dir.path(), args);
     assert!(q(&["add", "docs", "in"]).status.success());
     let out = q(&["backup"]);
@@ -522,4 +525,96 @@ replicas = 2
         "{}",
         stdout(&out)
     );
+}
+
+#[test]
+fn queue_add_takes_the_pipelines_attempts_and_refuses_a_queue_nobody_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(&dir.path().join("in"), 2);
+    std::fs::write(dir.path().join("steward.toml"), DOCS_PIPELINE).unwrap();
+    let q = |args: &[&str]| queue_cli(dir.path(), args);
+    let out = q(&["add", "dcos", "in"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no pipeline of")
+            && stderr(&out).contains("takes jobs from queue \"dcos\" (its pipelines take: docs)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !dir.path().join(".steward/queue.db").exists(),
+        "nothing was created"
+    );
+    let out = q(&["add", "docs", "in"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let jobs = json_of(&q(&["ls", "--json"]));
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["max_attempts"] == 4),
+        "{jobs}"
+    );
+    let out = q(&["add", "docs", "in", "--max-attempts", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--max-attempts"), "{}", stderr(&out));
+    let out = q(&["add", "other", "in", "--force", "--max-attempts", "7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let jobs = json_of(&q(&["ls", "--queue", "other", "--json"]));
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["max_attempts"] == 7),
+        "{jobs}"
+    );
+}
+
+#[test]
+fn two_files_with_the_same_bytes_are_two_jobs_and_each_gets_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("in/sub")).unwrap();
+    for name in ["a.txt", "b.txt", "sub/a.txt"] {
+        std::fs::write(dir.path().join("in").join(name), "the same bytes\n").unwrap();
+    }
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        "[pipelines.p]\ncommand = [\"cp\", \"{input}\", \"{output_dir}/{name}\"]\ninputs = [\"in\"]\nexpect_output = \"{output_dir}/{name}\"\n",
+    )
+    .unwrap();
+    let out = steward(&["run", "-f", "steward.toml", "--until-empty"], dir.path());
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    // a.txt twice (same bytes, same name) is one job; b.txt is its own.
+    assert!(stdout(&out).contains("p: 2 succeeded"), "{}", stdout(&out));
+    for name in ["a.txt", "b.txt"] {
+        assert!(
+            dir.path().join("p-out").join(name).exists(),
+            "{name} has its output"
+        );
+    }
+}
+
+#[test]
+fn a_file_name_that_is_not_utf8_reaches_the_worker_byte_for_byte() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let odd = std::ffi::OsStr::from_bytes(b"\xff\xfe-x.txt");
+    std::fs::write(dir.path().join("in").join(odd), "bytes\n").unwrap();
+    std::fs::write(dir.path().join("in/fine.txt"), "fine\n").unwrap();
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        "[pipelines.p]\ncommand = [\"cp\", \"{input}\", \"{output_dir}/{name}\"]\ninputs = [\"in\"]\nexpect_output = \"{output_dir}/{name}\"\n",
+    )
+    .unwrap();
+    let out = steward(&["run", "-f", "steward.toml", "--until-empty"], dir.path());
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("p: 2 succeeded"), "{}", stdout(&out));
+    assert!(
+        dir.path().join("p-out").join(odd).exists(),
+        "the output has the very name"
+    );
+    // People see it escaped.
+    let ls = queue_cli(dir.path(), &["ls"]);
+    assert!(stdout(&ls).contains("\\xff\\xfe-x.txt"), "{}", stdout(&ls));
 }

@@ -120,10 +120,13 @@ async fn lease(broker: &LeaseBroker, queue: &str, owner: &str, query: &str) -> R
                         "id": job.id,
                         "attempt": job.attempts,
                         "input": job.input(),
+                        // A name that is not UTF-8, byte for byte: the client decodes it
+                        // as the OS would (Python: os.fsdecode).
+                        "input_hex": job.payload.get("input_hex"),
                         "payload": job.payload,
                         "lease_ttl_ms": LEASE_TTL.as_millis() as u64,
                     }),
-                )
+                );
             }
             Ok(None) => {}
             Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

@@ -285,10 +285,11 @@ impl Task {
         } else {
             None
         };
+        let argv: Vec<std::ffi::OsString> = self.svc.argv.iter().map(Into::into).collect();
         let spec = Spec {
             name: &self.inst.name,
             svc: &self.svc,
-            argv: &self.svc.argv,
+            argv: &argv,
             cpus: self.inst.cpus.as_deref(),
             env: &env,
             logs: self.logs.clone(),

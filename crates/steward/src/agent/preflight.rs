@@ -21,7 +21,7 @@ pub fn preflight(
             );
         }
     }
-    let facts = crate::node::gather(sysroot, &config.state_dir);
+    let facts = crate::node::gather(sysroot, &config.state_dir)?;
     let plan = crate::node::plan(config, &facts)?;
     if !plan.admission.admitted {
         if force {
