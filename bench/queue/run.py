@@ -35,18 +35,20 @@ def lease_latency(n):
     agent = subprocess.Popen([STEWARD, "up", "-f", "steward.toml"], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env={**os.environ, "STEWARD_LOG": "warn"})
     try:
-        url = None
+        url = token = None
         deadline = time.time() + 30
         while url is None and time.time() < deadline:
             ps = subprocess.run([STEWARD, "ps", "--json", "-f", "steward.toml"], cwd=work, capture_output=True, text=True)
             if ps.returncode == 0:
                 pid = json.loads(ps.stdout)["services"][0].get("pid")
                 if pid:
-                    env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
-                    url = next((e.split(b"=", 1)[1].decode() for e in env if e.startswith(b"STEWARD_URL=")), None)
+                    env = dict(e.split(b"=", 1) for e in open(f"/proc/{pid}/environ", "rb").read().split(b"\0") if b"=" in e)
+                    url = env.get(b"STEWARD_URL", b"").decode() or None
+                    token = env.get(b"STEWARD_TOKEN", b"").decode() or None
             time.sleep(0.05)
-        # The bench acts as replica lat's worker (it holds no lease of its own otherwise).
-        w = Worker(url=url, queue="lat", name="lat")
+        # The bench acts as replica lat's worker (it holds no lease of its own otherwise),
+        # with that replica's secret (read as root from its environment).
+        w = Worker(url=url, queue="lat", name="lat", token=token)
         lat = []
         for _ in range(n):
             t = time.perf_counter()

@@ -2,9 +2,10 @@
 
 A long-running worker (one that loads its model once) asks steward for jobs over HTTP on
 127.0.0.1. steward starts the worker with everything it needs in the environment:
-STEWARD_URL, STEWARD_QUEUE and STEWARD_SERVICE (this replica's name). While a job runs, a
-background thread sends heartbeats, so steward knows the worker is alive; if the worker
-dies, steward gives the job to another replica.
+STEWARD_URL, STEWARD_QUEUE, STEWARD_SERVICE (this replica's name) and STEWARD_TOKEN (this
+replica's secret, which every request must carry). While a job runs, a background thread
+sends heartbeats, so steward knows the worker is alive; if the worker dies, steward gives
+the job to another replica.
 
     from steward_worker import Worker
 
@@ -25,12 +26,17 @@ import traceback
 import urllib.error
 import urllib.request
 
-__all__ = ["Worker", "Job", "LeaseLost"]
+__all__ = ["Worker", "Job", "LeaseLost", "Refused"]
 
 
 class LeaseLost(Exception):
     """steward no longer considers this worker the holder of the job (it timed out, or
     the lease expired); stop working on it."""
+
+
+class Refused(Exception):
+    """steward did not take what the worker said: a completion whose expected output is
+    missing counts as a failed attempt (the job is retried or quarantined)."""
 
 
 class Job:
@@ -76,10 +82,11 @@ class Job:
 
 
 class Worker:
-    def __init__(self, url=None, queue=None, name=None):
+    def __init__(self, url=None, queue=None, name=None, token=None):
         self.url = (url or os.environ["STEWARD_URL"]).rstrip("/")
         self.queue = queue or os.environ["STEWARD_QUEUE"]
         self.name = name or os.environ.get("STEWARD_SERVICE", f"worker-{os.getpid()}")
+        self.token = token or os.environ["STEWARD_TOKEN"]
 
     def _post(self, path, body=None, timeout=90):
         data = json.dumps(body or {}).encode()
@@ -87,7 +94,11 @@ class Worker:
             self.url + path,
             data=data,
             method="POST",
-            headers={"Content-Type": "application/json", "X-Steward-Worker": self.name},
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {self.token}",
+                "X-Steward-Worker": self.name,
+            },
         )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -96,6 +107,8 @@ class Worker:
         except urllib.error.HTTPError as e:
             if e.code == 409:
                 raise LeaseLost(e.read().decode(errors="replace")) from None
+            if e.code == 422:
+                raise Refused(e.read().decode(errors="replace")) from None
             raise
 
     def lease(self, wait=30):
@@ -127,3 +140,5 @@ class Worker:
                 job.complete()
             except LeaseLost:
                 print(f"steward_worker: job {job.id} was taken back before it completed", file=sys.stderr)
+            except Refused as why:
+                print(f"steward_worker: job {job.id}: {why}", file=sys.stderr)

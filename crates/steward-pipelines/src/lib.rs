@@ -17,4 +17,4 @@ mod stall;
 pub use lease::{LeaseBroker, LEASE_TTL};
 pub use progress::{write_progress, PipelineProgress};
 pub use runner::{PipelineRunner, RunSummary};
-pub use set::{lease_listener, Pipelines, PipelinesError, Start};
+pub use set::{lease_listener, LeaseEndpoint, Pipelines, PipelinesError, Start};

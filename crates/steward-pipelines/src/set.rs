@@ -6,6 +6,7 @@
 use crate::lease::{self, LeaseBroker};
 use crate::progress::write_progress;
 use crate::runner::{PipelineRunner, RunSummary};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use steward_config::{Config, PipelineMode, QueueSettings, StateDir};
@@ -33,12 +34,20 @@ pub enum PipelinesError {
     LeaseListener(#[source] std::io::Error),
 }
 
+/// Where lease-mode workers reach the lease API, and the secret each replica shows it.
+pub struct LeaseEndpoint {
+    pub listener: tokio::net::TcpListener,
+    /// Token -> the replica it was given to.
+    pub tokens: BTreeMap<String, String>,
+}
+
 /// For lease-mode pipelines: a port on 127.0.0.1 for the lease API, and `STEWARD_URL`,
-/// `STEWARD_QUEUE` and `STEWARD_PIPELINE` in their workers' environment.
+/// `STEWARD_QUEUE`, `STEWARD_PIPELINE` and `STEWARD_TOKEN` (a secret of its own, which the
+/// API requires) in each worker replica's environment.
 pub async fn lease_listener(
     config: &Config,
     instances: &mut [Instance],
-) -> Result<Option<tokio::net::TcpListener>, PipelinesError> {
+) -> Result<Option<LeaseEndpoint>, PipelinesError> {
     let lease: Vec<&steward_config::Pipeline> = config
         .pipelines
         .values()
@@ -54,15 +63,27 @@ pub async fn lease_listener(
         .local_addr()
         .map_err(PipelinesError::LeaseListener)?;
     let url = format!("http://{addr}");
+    let mut tokens = BTreeMap::new();
     for inst in instances.iter_mut() {
         if let Some(p) = lease.iter().find(|p| p.name == inst.service) {
+            let token = secret().map_err(PipelinesError::LeaseListener)?;
             inst.env.insert("STEWARD_URL".into(), url.clone());
             inst.env.insert("STEWARD_QUEUE".into(), p.queue.clone());
             inst.env.insert("STEWARD_PIPELINE".into(), p.name.clone());
+            inst.env.insert("STEWARD_TOKEN".into(), token.clone());
+            tokens.insert(token, inst.name.clone());
         }
     }
     tracing::info!("lease API on {url}");
-    Ok(Some(listener))
+    Ok(Some(LeaseEndpoint { listener, tokens }))
+}
+
+/// 128 random bits from the kernel, as hex.
+fn secret() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// What [`Pipelines::start`] needs from the agent.
@@ -72,7 +93,7 @@ pub struct Start<'a> {
     pub supervisor: &'a Arc<Supervisor>,
     pub instances: &'a [Instance],
     pub store: Arc<dyn JobStore>,
-    pub lease_listener: Option<tokio::net::TcpListener>,
+    pub lease_listener: Option<LeaseEndpoint>,
     /// Stop once every queue is drained (`steward run --until-empty`).
     pub until_empty: bool,
     pub shutdown: watch::Receiver<bool>,
@@ -148,18 +169,23 @@ impl Pipelines {
             runners.push(runner);
         }
         let mut background = Vec::new();
-        if let Some(listener) = s.lease_listener {
+        if let Some(endpoint) = s.lease_listener {
             let lease_runners: Vec<_> = runners
                 .iter()
                 .filter(|r| r.pipeline().mode == PipelineMode::Lease)
                 .cloned()
                 .collect();
-            let broker =
-                LeaseBroker::new(s.store.clone(), s.supervisor.clone(), lease_runners, run_id);
+            let broker = LeaseBroker::new(
+                s.store.clone(),
+                s.supervisor.clone(),
+                lease_runners,
+                run_id,
+                endpoint.tokens,
+            );
             // Not one of the tasks whose end means "drained": it serves until shutdown.
             background.push(tokio::spawn(lease::serve(
                 broker,
-                listener,
+                endpoint.listener,
                 s.shutdown.clone(),
             )));
         }

@@ -156,7 +156,7 @@ from steward_worker import Worker
 os.makedirs("out", exist_ok=True)
 w = Worker()
 def raw(path, data, headers=None):
-    h = {"X-Steward-Worker": w.name, "Content-Type": "application/json"}
+    h = {"Authorization": f"Bearer {w.token}", "Content-Type": "application/json"}
     h.update(headers or {})
     req = urllib.request.Request(w.url + path, data=data, method="POST", headers=h)
     try:
@@ -172,6 +172,9 @@ if w.name.endswith("#0"):
         "no_attempt": raw(f"/v1/jobs/{job.id}/heartbeat", b"{}"),
         "wrong_attempt": raw(f"/v1/jobs/{job.id}/complete", json.dumps({"attempt": job.attempt + 7}).encode()),
         "other_queue": raw("/v1/queues/elsewhere/lease", b""),
+        "no_token": raw(f"/v1/queues/{w.queue}/lease", b"", {"Authorization": ""}),
+        "wrong_token": raw(f"/v1/queues/{w.queue}/lease", b"", {"Authorization": "Bearer 0123456789abcdef"}),
+        "someone_else": raw(f"/v1/queues/{w.queue}/lease", b"", {"X-Steward-Worker": "lw#1"}),
     }
     open("answers.json", "w").write(json.dumps(answers))
     open(os.path.join("out", os.path.basename(job.input)), "w").write("ok")
@@ -209,6 +212,68 @@ fn the_lease_api_refuses_what_it_cannot_take_and_answers_why() {
         text("wrong_attempt")
     );
     assert_eq!(status("other_queue"), 404, "{}", text("other_queue"));
+    // Without this replica's own secret nothing can take or finish its jobs.
+    assert_eq!(status("no_token"), 401, "{}", text("no_token"));
+    assert!(
+        text("no_token").contains("STEWARD_TOKEN"),
+        "{}",
+        text("no_token")
+    );
+    assert_eq!(status("wrong_token"), 401);
+    assert_eq!(status("someone_else"), 403, "{}", text("someone_else"));
+}
+
+#[test]
+fn a_lease_completion_without_its_expected_output_is_a_failed_attempt() {
+    // The worker completes without writing anything: not done.
+    let dir = setup(
+        r#"
+from steward_worker import Worker
+Worker().run(lambda job: None, wait=5)
+"#,
+        "max_attempts = 2\nexpect_output = \"{output_dir}/{name}\"",
+        2,
+    );
+    let out = steward(&["run", "-f", "steward.toml", "--until-empty"], dir.path());
+    let text = stdout(&out);
+    assert!(
+        text.contains("lw: 0 succeeded, 2 quarantined"),
+        "{text}\n{}",
+        stderr(&out)
+    );
+    assert!(text.contains("is missing or empty"), "{text}");
+}
+
+#[test]
+fn a_process_without_the_token_cannot_touch_the_lease_api() {
+    // The worker holds its job; a local process that reads STEWARD_URL but not the secret
+    // (here: the same worker asking without it) gets 401 and changes nothing.
+    let dir = setup(
+        r#"
+import json, os, urllib.request, urllib.error
+from steward_worker import Worker
+os.makedirs("out", exist_ok=True)
+w = Worker()
+def raw(path):
+    req = urllib.request.Request(w.url + path, data=b"{\"attempt\": 1}", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+def handle(job):
+    open("intruder.json", "w").write(json.dumps([raw(f"/v1/jobs/{job.id}/complete"), raw(f"/v1/queues/{w.queue}/lease")]))
+    open(os.path.join("out", os.path.basename(job.input)), "w").write("ok")
+w.run(handle, wait=5)
+"#,
+        "max_attempts = 1",
+        1,
+    );
+    let out = steward(&["run", "-f", "steward.toml", "--until-empty"], dir.path());
+    assert!(stdout(&out).contains("lw: 1 succeeded"), "{}", stdout(&out));
+    let codes: Vec<u16> =
+        serde_json::from_slice(&std::fs::read(dir.path().join("intruder.json")).unwrap()).unwrap();
+    assert_eq!(codes, [401, 401]);
 }
 
 #[test]

@@ -1,7 +1,8 @@
-//! The lease API. All endpoints are POST with a JSON body (at most 1 MiB; bad JSON is 400);
-//! the worker names itself in `X-Steward-Worker`, which the client takes from
-//! `STEWARD_SERVICE`, and every job action names the attempt it leased, so an answer from
-//! a lost lease changes nothing (409):
+//! The lease API. All endpoints are POST with a JSON body (at most 1 MiB; bad JSON is 400).
+//! Every request carries its replica's secret, `Authorization: Bearer $STEWARD_TOKEN`
+//! (401 without it): the token says which replica asks, so no other local process can take
+//! or finish jobs. Every job action names the attempt it leased, so an answer from a lost
+//! lease changes nothing (409):
 //! - `/v1/queues/{queue}/lease?wait=30s`: a job as JSON, or 204 after `wait`;
 //! - `/v1/jobs/{id}/heartbeat`, `/progress` (`{"progress": 0.5, "message": "…"}`),
 //!   `/complete`, `/fail` (`{"error": "…"}`), each with `"attempt": N`.
@@ -32,17 +33,31 @@ pub(super) async fn handle(broker: &LeaseBroker, req: Request<Incoming>) -> Repl
     if req.method() != Method::POST {
         return refuse(StatusCode::METHOD_NOT_ALLOWED, "use POST");
     }
-    let Some(worker) = req
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let Some(worker) = broker.replica_of_token(token).map(str::to_string) else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: send Authorization: Bearer $STEWARD_TOKEN (each worker replica has its own)",
+        );
+    };
+    // An older client names itself too; it must be the replica the token is for.
+    if let Some(named) = req
         .headers()
         .get("x-steward-worker")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-    else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "missing X-Steward-Worker header (the worker's STEWARD_SERVICE)",
-        );
-    };
+    {
+        if named != worker {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                format!("this token is {worker}'s, not {named}'s"),
+            );
+        }
+    }
     let owner = broker.owner(&worker);
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -176,7 +191,29 @@ async fn job_action(
                 return lost();
             };
             let outcome = if action == "complete" {
-                Ok(())
+                // As for a per-job process: done means the output is there.
+                match missing_output(runner.pipeline(), &job) {
+                    None => Ok(()),
+                    Some(why) => {
+                        runner
+                            .reporter
+                            .report(
+                                &job,
+                                Err(failure(
+                                    ExitClass::Reported { error: why.clone() },
+                                    &why,
+                                    None,
+                                )),
+                                false,
+                            )
+                            .await;
+                        broker.wake.notify_waiters();
+                        return refuse(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            format!("not completed: {why}; the attempt counts as failed"),
+                        );
+                    }
+                }
             } else {
                 let error = json["error"]
                     .as_str()
@@ -206,4 +243,19 @@ async fn job_action(
         Ok(false) => lost(),
         Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
+}
+
+/// Why a completed job is not done: its `expect_output` is missing or empty.
+fn missing_output(p: &steward_config::Pipeline, job: &steward_queue::Job) -> Option<String> {
+    let pattern = p.expect_output.as_deref()?;
+    let input = job.input_path()?;
+    let vars = steward_config::template::vars_for(&input, &p.output_dir, job.id, job.attempts);
+    let out = std::path::PathBuf::from(steward_config::template::render(pattern, &vars).ok()?);
+    if std::fs::metadata(&out).is_ok_and(|m| m.len() > 0) {
+        return None;
+    }
+    Some(format!(
+        "its output {} is missing or empty",
+        steward_config::escaped_os(out.as_os_str())
+    ))
 }

@@ -18,6 +18,8 @@ pub struct LeaseBroker {
     /// Lease-mode pipelines by queue.
     pub(crate) runners: BTreeMap<String, Arc<PipelineRunner>>,
     pub(crate) owner_prefix: String,
+    /// Each replica's secret (`STEWARD_TOKEN`) -> the replica.
+    tokens: BTreeMap<String, String>,
     /// Woken when a job may have become available.
     pub(crate) wake: Notify,
 }
@@ -28,6 +30,7 @@ impl LeaseBroker {
         supervisor: Arc<Supervisor>,
         runners: Vec<Arc<PipelineRunner>>,
         owner_prefix: String,
+        tokens: BTreeMap<String, String>,
     ) -> Arc<Self> {
         Arc::new(LeaseBroker {
             store,
@@ -37,8 +40,14 @@ impl LeaseBroker {
                 .map(|r| (r.pipeline().queue.clone(), r))
                 .collect(),
             owner_prefix,
+            tokens,
             wake: Notify::new(),
         })
+    }
+
+    /// The replica a request's bearer token belongs to.
+    pub(crate) fn replica_of_token(&self, token: &str) -> Option<&str> {
+        self.tokens.get(token).map(String::as_str)
     }
 
     /// The pipeline whose replica `instance` is.
