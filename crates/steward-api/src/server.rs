@@ -1,5 +1,7 @@
 use crate::{Request, Response};
+use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
+use steward_config::StateDir;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
@@ -14,13 +16,43 @@ const MAX_LINE: usize = 64 * 1024;
 /// How long a shutting-down server waits for connections to finish their replies.
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// How often the socket file is checked: deleted (by a clean-up script, say), it is made
+/// again, so the agent never becomes unreachable.
+const SOCKET_CHECK: Duration = Duration::from_secs(2);
+
+/// The inode of the socket file, to tell ours from a file put in its place.
+fn socket_inode(state_dir: &StateDir) -> Option<u64> {
+    std::fs::symlink_metadata(state_dir.socket())
+        .ok()
+        .map(|m| m.ino())
+}
+
 /// Accepts connections until the agent drops `requests`' receiver. Each line is one
 /// request; each gets one reply line. On the way out it waits (briefly) for the
 /// connections still open, so a reply already handed over (the one to `down`) is written.
-pub async fn serve(listener: UnixListener, requests: mpsc::Sender<Incoming>) {
+pub async fn serve(
+    mut listener: UnixListener,
+    state_dir: StateDir,
+    requests: mpsc::Sender<Incoming>,
+) {
     let mut connections = JoinSet::new();
+    let mut ours = socket_inode(&state_dir);
+    let mut check = tokio::time::interval(SOCKET_CHECK);
     loop {
         let stream = tokio::select! {
+            _ = check.tick() => {
+                if socket_inode(&state_dir) != ours {
+                    match crate::bind_socket(&state_dir) {
+                        Ok(fresh) => {
+                            tracing::warn!("the control socket {} was removed; made it again", state_dir.socket().display());
+                            listener = fresh;
+                            ours = socket_inode(&state_dir);
+                        }
+                        Err(e) => tracing::warn!("the control socket is gone and cannot be made again: {e}"),
+                    }
+                }
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {

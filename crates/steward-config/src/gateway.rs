@@ -20,6 +20,7 @@ pub struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 pub struct RawGateway {
     pub listen: Option<String>,
+    pub metrics_listen: Option<String>,
     #[serde(default)]
     pub api_keys: Vec<String>,
     pub max_body: Option<ByteSize>,
@@ -66,6 +67,8 @@ pub struct RawRoute {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackend {
+    /// What clients and metrics call it (default: its service, or `MODEL#N`).
+    pub name: Option<String>,
     pub url: Option<String>,
     pub service: Option<String>,
     /// The path probed for health (default `/health`), or `false`: no probe, only
@@ -114,6 +117,9 @@ impl Timeouts {
 #[derive(Debug, Clone, Serialize)]
 pub struct Gateway {
     pub listen: String,
+    /// A listener of its own for `/metrics`, served there without an API key (for a
+    /// scraper on another host). On `listen`, `/metrics` needs no key from loopback only.
+    pub metrics_listen: Option<String>,
     /// Resolved keys (never printed by `config check`).
     #[serde(skip)]
     pub api_keys: Vec<String>,
@@ -170,6 +176,10 @@ impl Route {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Backend {
+    /// What it is called where clients can see it (the `x-steward-backend` header): its
+    /// `name`, else its service, else `MODEL#N` (N counts from 0 in priority order). Never
+    /// its URL, which is internal.
+    pub name: String,
     /// `http://host:port`, no trailing slash.
     pub url: String,
     /// A steward service behind this URL: its health comes from the supervisor (running
@@ -247,6 +257,15 @@ pub(crate) fn resolve(
     let keys = resolve_keys(ctx, raw.api_keys)?;
     let listen = raw.listen.unwrap_or_else(|| "127.0.0.1:8000".into());
     check_listen(&listen).map_err(|m| ctx.err(&["gateway", "listen"], m))?;
+    if let Some(m) = &raw.metrics_listen {
+        check_listen(m).map_err(|e| ctx.err(&["gateway", "metrics_listen"], e))?;
+        if *m == listen {
+            return Err(ctx.err(
+                &["gateway", "metrics_listen"],
+                "is the same address as listen; leave it out to serve /metrics on listen (without a key from loopback)",
+            ));
+        }
+    }
     let mut routes = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for r in raw.routes {
@@ -315,7 +334,16 @@ pub(crate) fn resolve(
                     ))
                 }
             };
+            if let Some(n) = &b.name {
+                if n.is_empty() || !n.chars().all(|c| c.is_ascii_graphic()) {
+                    return Err(ctx.err(
+                        &["gateway", "routes"],
+                        format!("backend name {n:?} must be printable ASCII without spaces (it goes in a header)"),
+                    ));
+                }
+            }
             backends.push(Backend {
+                name: b.name.or_else(|| b.service.clone()).unwrap_or_default(),
                 url: url.trim_end_matches('/').to_string(),
                 service: b.service,
                 health_path,
@@ -327,6 +355,11 @@ pub(crate) fn resolve(
             });
         }
         backends.sort_by_key(|b| b.priority);
+        for (i, b) in backends.iter_mut().enumerate() {
+            if b.name.is_empty() {
+                b.name = format!("{}#{i}", r.model);
+            }
+        }
         let rounds = r.retries.rounds.unwrap_or(retries.rounds);
         if rounds == 0 {
             return Err(ctx.err(
@@ -350,6 +383,7 @@ pub(crate) fn resolve(
     }
     Ok(Gateway {
         listen,
+        metrics_listen: raw.metrics_listen,
         api_keys: keys,
         max_body: raw.max_body.unwrap_or(ByteSize(8 << 20)),
         client_timeout: raw.client_timeout.unwrap_or(HumanDuration::secs(10)),

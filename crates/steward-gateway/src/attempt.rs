@@ -108,7 +108,13 @@ pub(crate) async fn try_backend(
     }
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let idle = backend.timeouts.idle.0;
-    let (url, stream, deadline) = (backend.url.clone(), out.stream, out.deadline);
+    let (name, stream, deadline) = (backend.name.clone(), out.stream, out.deadline);
+    let model = out
+        .parsed
+        .get("model")
+        .and_then(|m| m.as_str())
+        .unwrap_or("?")
+        .to_string();
     let (received, total) = (out.received, rs.metrics.total.clone());
     tokio::spawn(async move {
         let _slot = slot; // held until the body has been passed on
@@ -129,18 +135,25 @@ pub(crate) async fn try_backend(
                 }
                 Ok(None) => break,
                 Ok(Some(Err(e))) => {
+                    let why = format!(
+                        "backend {name} failed mid-stream: {}",
+                        steward_net::one_line(&e)
+                    );
+                    tracing::info!(
+                        "gateway: {model} -> {name}: failed after its first byte: {why}"
+                    );
                     if stream {
-                        let why = format!(
-                            "backend {url} failed mid-stream: {}",
-                            steward_net::one_line(&e)
-                        );
                         let _ = tx.send(sse_error(&why)).await;
                     }
                     break;
                 }
                 Err(_) => {
+                    let why = format!("backend {name} sent nothing for {idle:?} (idle timeout) or the total timeout passed");
+                    tracing::info!(
+                        "gateway: {model} -> {name}: failed after its first byte: {why}"
+                    );
                     if stream {
-                        let _ = tx.send(sse_error(&format!("backend {url} sent nothing for {idle:?} (idle timeout) or the total timeout passed"))).await;
+                        let _ = tx.send(sse_error(&why)).await;
                     }
                     break;
                 }
@@ -150,7 +163,7 @@ pub(crate) async fn try_backend(
     });
     let mut builder = Response::builder()
         .status(status)
-        .header("x-steward-backend", backend.url.as_str());
+        .header("x-steward-backend", backend.name.as_str());
     if let Some(ct) = content_type {
         builder = builder.header("content-type", ct);
     }
@@ -203,7 +216,7 @@ async fn whole_json(
         .observe(out.received.elapsed().as_secs_f64());
     let mut builder = Response::builder()
         .status(status)
-        .header("x-steward-backend", backend.url.as_str());
+        .header("x-steward-backend", backend.name.as_str());
     if let Some(ct) = content_type {
         builder = builder.header("content-type", ct);
     }

@@ -4,7 +4,8 @@
 /// One backend as the balancer sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate {
-    /// Up, not ejected, not held off by a 429.
+    /// Up, not ejected, not held off by a 429. Others go last (the caller leaves out the
+    /// ones it will not try at all).
     pub routable: bool,
     pub priority: u32,
     pub in_flight: u32,

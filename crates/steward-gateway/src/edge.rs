@@ -12,10 +12,34 @@ use tokio::time::Instant;
 /// The largest request head (line and headers) accepted.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
 
+/// The most header fields accepted, as nginx and hyper do; more are answered 431.
+pub(crate) const MAX_HEADERS: usize = 100;
+
 const COMPLETIONS: [&str; 3] = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
 
 pub(crate) async fn handle(state: &GatewayState, req: Request<Incoming>) -> Response<Body> {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = answer(state, req).await;
+    // Answers the gateway gave itself (401, 404, 413, 431, …) are logged too; answers from
+    // a backend have their own line in `forward`.
+    if resp.status().is_client_error() {
+        tracing::info!("gateway: {method} {path}: {}", resp.status());
+    }
+    resp
+}
+
+async fn answer(state: &GatewayState, req: Request<Incoming>) -> Response<Body> {
     let received = Instant::now();
+    if req.headers().len() > MAX_HEADERS {
+        return error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "invalid_request_error",
+            format!(
+                "the request has {} header fields; at most {MAX_HEADERS} are accepted",
+                req.headers().len()
+            ),
+        );
+    }
     // hyper's buffer limit alone lets a head through when it arrives in one read.
     let head_bytes: usize = req
         .headers()
@@ -34,7 +58,10 @@ pub(crate) async fn handle(state: &GatewayState, req: Request<Incoming>) -> Resp
         );
     }
     let path = req.uri().path().to_string();
-    if !state.cfg.api_keys.is_empty() && path != "/health" && !authorized(state, &req) {
+    // Health is open; metrics are open to loopback (a local scraper sends no key) and on
+    // `metrics_listen`; everything else needs a key when keys are configured.
+    let open = path == "/health" || (path == "/metrics" && from_loopback(&req));
+    if !state.cfg.api_keys.is_empty() && !open && !authorized(state, &req) {
         return error(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
@@ -42,13 +69,7 @@ pub(crate) async fn handle(state: &GatewayState, req: Request<Incoming>) -> Resp
         );
     }
     match (req.method(), path.as_str()) {
-        (&Method::GET, "/metrics") => Response::builder()
-            .header(
-                "content-type",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )
-            .body(full(state.metrics.encode()))
-            .unwrap_or_else(|_| Response::new(full(""))),
+        (&Method::GET, "/metrics") => metrics(state),
         (&Method::GET, "/v1/models") => {
             let data: Vec<_> = state
                 .cfg
@@ -76,6 +97,23 @@ pub(crate) async fn handle(state: &GatewayState, req: Request<Incoming>) -> Resp
             format!("no endpoint {path}"),
         ),
     }
+}
+
+/// `/metrics` in the OpenMetrics text format.
+pub(crate) fn metrics(state: &GatewayState) -> Response<Body> {
+    Response::builder()
+        .header(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+        .body(full(state.metrics.encode()))
+        .unwrap_or_else(|_| Response::new(full("")))
+}
+
+fn from_loopback(req: &Request<Incoming>) -> bool {
+    req.extensions()
+        .get::<steward_net::Peer>()
+        .is_some_and(|p| p.0.ip().is_loopback())
 }
 
 fn authorized(state: &GatewayState, req: &Request<Incoming>) -> bool {

@@ -5,6 +5,7 @@
 
 use crate::attempt::{try_backend, Outgoing};
 use crate::balance::{self, Candidate};
+use crate::health::Admit;
 use crate::responses::{error, Body};
 use crate::slots::Waiting;
 use crate::state::{GatewayState, RouteState};
@@ -29,6 +30,36 @@ fn overloaded(route: &Route, rs: &RouteState, why: &str) -> Response<Body> {
     r.headers_mut()
         .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
     r
+}
+
+/// 504 at once: every backend of the route timed out on its last try or probe, so waiting
+/// on them again would only spend the client's time. One trial per cooldown still goes.
+fn every_backend_hangs(route: &Route, rs: &RouteState, failures: &[String]) -> Response<Body> {
+    rs.metrics.exhausted.inc();
+    let next = rs
+        .backends
+        .iter()
+        .filter_map(|(up, _)| up.health.next_trial_in())
+        .min()
+        .unwrap_or_default();
+    let earlier = if failures.is_empty() {
+        String::new()
+    } else {
+        format!("; this request: {}", failures.join("; "))
+    };
+    tracing::info!(
+        "gateway: {}: 504, every backend hangs{earlier}",
+        route.model
+    );
+    error(
+        StatusCode::GATEWAY_TIMEOUT,
+        "timeout",
+        format!(
+            "every backend of \"{}\" timed out on its last tries and is not tried again for now (the next trial in {:.1} s){earlier}",
+            route.model,
+            next.as_secs_f64()
+        ),
+    )
 }
 
 /// The pause before round `round` (1, 2, …): the route's `retries.backoff` doubling each
@@ -140,19 +171,29 @@ pub(crate) async fn forward(
         let freed = state.slot_freed.notified();
         tokio::pin!(freed);
         freed.as_mut().enable();
-        let candidates: Vec<Candidate> = route
-            .backends
-            .iter()
-            .zip(&rs.backends)
-            .map(|(b, (up, _))| Candidate {
-                routable: up.health.routable(),
+        // Backends known to hang are left out (each try would cost a full timeout), but
+        // for one trial request per cooldown.
+        let mut admitted = Vec::new();
+        let mut candidates = Vec::new();
+        for (i, (b, (up, _))) in route.backends.iter().zip(&rs.backends).enumerate() {
+            let admit = up.health.admits();
+            if admit == Admit::No {
+                continue;
+            }
+            admitted.push(i);
+            candidates.push(Candidate {
+                routable: admit == Admit::Yes,
                 priority: b.priority,
                 in_flight: up.in_flight.get(),
                 weight: b.weight,
-            })
-            .collect();
+            });
+        }
+        if admitted.is_empty() {
+            return every_backend_hangs(route, rs, &failures);
+        }
         let mut tried = false;
-        for bi in balance::order(&candidates, fastrand::f64) {
+        for ci in balance::order(&candidates, fastrand::f64) {
+            let bi = admitted[ci];
             let (backend, (up, bm)) = (&route.backends[bi], &rs.backends[bi]);
             if Instant::now() >= deadline {
                 break 'rounds;
@@ -200,7 +241,7 @@ pub(crate) async fn forward(
                 }
                 Err(why) => {
                     elsewhere += began.elapsed();
-                    if up.health.failure(why.ejects_at_once()) {
+                    if up.health.failure(why.ejection()) {
                         up.metrics.ejections.inc();
                         up.metrics.up.set(0);
                     }

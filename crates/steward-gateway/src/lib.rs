@@ -22,6 +22,6 @@ mod slots;
 mod state;
 mod try_error;
 
-pub use serve::serve;
+pub use serve::{serve, serve_metrics};
 pub use services::ServiceStates;
 pub use state::GatewayState;

@@ -27,10 +27,15 @@ pub(crate) async fn probe_loop(
     loop {
         let mut probes = tokio::task::JoinSet::new();
         for up in &state.upstreams {
+            // Without a probe, only failed tries (passive ejection) take it out, and only
+            // a success or its cooldown bring it back.
+            if up.health_path.is_none() && up.service.is_none() {
+                continue;
+            }
             let (up, state) = (up.clone(), state.clone());
             probes.spawn(async move {
-                let (probe, note) = probe(&state, &up).await;
-                up.health.probed(probe, note);
+                let (probe, note, timed_out) = probe(&state, &up).await;
+                up.health.probed(probe, note, timed_out);
                 up.metrics.up.set(i64::from(up.health.routable()));
             });
         }
@@ -42,33 +47,43 @@ pub(crate) async fn probe_loop(
     }
 }
 
-async fn probe(state: &GatewayState, up: &Upstream) -> (Probe, Option<String>) {
+/// What a probe found: the state, why it is down (in words), and whether it timed out.
+async fn probe(state: &GatewayState, up: &Upstream) -> (Probe, Option<String>, bool) {
     if let (Some(service), Some(states)) = (&up.service, &state.services) {
         return match states.ready(service) {
-            Ok(()) => (Probe::Up, None),
-            Err(why) => (Probe::Down, Some(format!("service {service}: {why}"))),
+            Ok(()) => (Probe::Up, None, false),
+            Err(why) => (
+                Probe::Down,
+                Some(format!("service {service}: {why}")),
+                false,
+            ),
         };
     }
-    // Without a probe, only failed tries (passive ejection) take it out.
     let Some(path) = &up.health_path else {
-        return (Probe::Up, None);
+        return (Probe::Up, None, false);
     };
     let Ok(req) = Request::get(format!("{}{path}", up.url)).body(Full::new(Bytes::new())) else {
-        return (Probe::Down, Some(format!("{}{path} is not a URL", up.url)));
+        return (
+            Probe::Down,
+            Some(format!("{}{path} is not a URL", up.url)),
+            false,
+        );
     };
     match tokio::time::timeout(PROBE_TIMEOUT, state.client.request(req)).await {
         Ok(Ok(r)) => match steward_net::verdict(r.status()) {
-            Verdict::Up => (Probe::Up, None),
-            Verdict::Loading => (Probe::Loading, None),
+            Verdict::Up => (Probe::Up, None, false),
+            Verdict::Loading => (Probe::Loading, None, false),
             Verdict::Down(why) => (
                 Probe::Down,
                 Some(format!("GET {path} {why} (set the backend's health = \"/path\", or false for no probe)")),
+                false,
             ),
         },
-        Ok(Err(e)) => (Probe::Down, Some(steward_net::one_line(&e))),
+        Ok(Err(e)) => (Probe::Down, Some(steward_net::one_line(&e)), false),
         Err(_) => (
             Probe::Down,
             Some(format!("{path} did not answer within {PROBE_TIMEOUT:?}")),
+            true,
         ),
     }
 }

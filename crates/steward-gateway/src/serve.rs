@@ -1,7 +1,7 @@
 //! The gateway's listener: steward's one server loop, with the gateway's limits on request
 //! heads, and its probes running beside it until shutdown.
 
-use crate::edge::{handle, MAX_HEAD};
+use crate::edge::{handle, metrics, MAX_HEAD};
 use crate::probe::{probe_loop, PROBE_EVERY};
 use crate::state::GatewayState;
 use std::sync::Arc;
@@ -29,4 +29,28 @@ pub async fn serve(
     })
     .await;
     let _ = probes.await;
+}
+
+/// `/metrics` alone, without an API key, on `metrics_listen`: for a scraper on another
+/// host, on an address the operator chose for it.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: Arc<GatewayState>,
+    shutdown: watch::Receiver<bool>,
+) {
+    steward_net::serve(listener, ServerOptions::default(), shutdown, move |req| {
+        let state = state.clone();
+        async move {
+            if req.uri().path() == "/metrics" {
+                metrics(&state)
+            } else {
+                crate::responses::error(
+                    hyper::StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    "this listener serves /metrics only",
+                )
+            }
+        }
+    })
+    .await;
 }

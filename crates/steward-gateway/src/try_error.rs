@@ -2,6 +2,7 @@
 //! the backend is ejected at once, which metric label counts it, and the words a client
 //! and the log get.
 
+use crate::health::Failed;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,13 +56,17 @@ impl TryError {
         }
     }
 
-    /// Whether this one failure is reason enough to eject the backend: no connection
-    /// could be made at all.
-    pub fn ejects_at_once(&self) -> bool {
-        matches!(
-            self,
-            TryError::ConnectRefused | TryError::ConnectTimeout(_) | TryError::Connect(_)
-        )
+    /// What the failure says of the backend: unreachable and hanging ones are ejected at
+    /// once, one that answers badly after a few in a row.
+    pub fn ejection(&self) -> Failed {
+        match self {
+            TryError::ConnectRefused | TryError::Connect(_) => Failed::Unreachable,
+            TryError::ConnectTimeout(_)
+            | TryError::HeadTimeout(_)
+            | TryError::NoDataEvent(_)
+            | TryError::Stalled(_) => Failed::Timeout,
+            _ => Failed::Error,
+        }
     }
 
     /// The `reason` label of `steward_gateway_backend_failures_total`.
@@ -160,7 +165,14 @@ mod tests {
             assert!(TryError::LABELS.contains(&e.label()), "{e:?}");
         }
         assert_eq!(all.len(), TryError::LABELS.len());
-        assert!(TryError::ConnectRefused.ejects_at_once());
-        assert!(!TryError::Status(hyper::StatusCode::BAD_GATEWAY).ejects_at_once());
+        assert_eq!(TryError::ConnectRefused.ejection(), Failed::Unreachable);
+        assert_eq!(
+            TryError::HeadTimeout(Default::default()).ejection(),
+            Failed::Timeout
+        );
+        assert_eq!(
+            TryError::Status(hyper::StatusCode::BAD_GATEWAY).ejection(),
+            Failed::Error
+        );
     }
 }

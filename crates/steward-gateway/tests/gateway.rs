@@ -611,10 +611,8 @@ async fn a_stream_that_only_pings_fails_over_at_its_first_byte_timeout() {
     let resp = client.request(req).await.unwrap();
     let head = t.elapsed();
     assert_eq!(resp.status(), 200);
-    assert_eq!(
-        resp.headers().get("x-steward-backend").unwrap(),
-        streamer.as_str()
-    );
+    // Named by its place in the route, never by its (internal) URL.
+    assert_eq!(resp.headers().get("x-steward-backend").unwrap(), "chat#1");
     assert!(
         head >= Duration::from_millis(300) && head < Duration::from_millis(300 + 100),
         "pings are liveness, not a first byte: head after {head:?}"
@@ -975,4 +973,164 @@ async fn a_backend_without_a_health_endpoint_is_down_unless_its_probe_is_off() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("unprobed"), "{body}");
+}
+
+#[tokio::test]
+async fn the_backend_header_names_a_backend_never_its_url() {
+    let named = backend(Mode::Ok, "named").await;
+    let plain = backend(Mode::Ok, "plain").await;
+    let (gw, _stop) = gateway(&format!(
+        "[gateway]\n[[gateway.routes]]\nmodel = \"a\"\nbackends = [{{ url = \"{named}\", name = \"gpu-a\" }}]\n[[gateway.routes]]\nmodel = \"b\"\nbackends = [{{ url = \"{plain}\" }}]\n"
+    ))
+    .await;
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+    for (model, shown) in [("a", "gpu-a"), ("b", "b#0")] {
+        let req = Request::post(format!("{gw}/v1/chat/completions"))
+            .body(Full::new(Bytes::from(
+                serde_json::json!({ "model": model }).to_string(),
+            )))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        let header = resp
+            .headers()
+            .get("x-steward-backend")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(header, shown);
+        assert!(!header.contains("127.0.0.1"));
+    }
+}
+
+#[tokio::test]
+async fn a_route_whose_backends_hang_answers_504_at_once_and_tries_again_later() {
+    let (a, a_hits) = counted_backend(Mode::Hang, "a").await;
+    let (b, b_hits) = counted_backend(Mode::Hang, "b").await;
+    let (gw, _stop) = gateway(&format!(
+        "[gateway]\ntimeouts = {{ first_byte = \"300ms\" }}\n[[gateway.routes]]\nmodel = \"chat\"\nbackends = [{{ url = \"{a}\", health = false }}, {{ url = \"{b}\", health = false, priority = 2 }}]\n"
+    ))
+    .await;
+    // The first request finds out: both time out, and it is told so (504, not 502).
+    let (status, body, took) = post(&gw, serde_json::json!({ "model": "chat" }), None).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(
+        took >= Duration::from_millis(600),
+        "both were tried once: {took:?}"
+    );
+    // While they are known to hang, a request is not made to wait on them again.
+    let (status, body, took) = post(&gw, serde_json::json!({ "model": "chat" }), None).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(
+        took < Duration::from_millis(250),
+        "answered at once: {took:?}"
+    );
+    assert!(body.contains("timed out on its last tries"), "{body}");
+    assert_eq!(
+        a_hits.load(Ordering::SeqCst) + b_hits.load(Ordering::SeqCst),
+        2
+    );
+    // Yet one trial per cooldown goes, so a recovery would be seen.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a_hits.load(Ordering::SeqCst) + b_hits.load(Ordering::SeqCst) == 2 {
+        assert!(Instant::now() < deadline, "no trial request ever went");
+        let _ = post(&gw, serde_json::json!({ "model": "chat" }), None).await;
+    }
+    let (_, text) = get(&format!("{gw}/metrics")).await;
+    assert!(text.contains("reason=\"head_timeout\"} "), "{text}");
+}
+
+#[tokio::test]
+async fn too_many_headers_get_431_in_openai_shape() {
+    let ok = backend(Mode::Ok, "ok").await;
+    let (gw, _stop) = gateway(&format!(
+        "[gateway]\n[[gateway.routes]]\nmodel = \"chat\"\nbackends = [{{ url = \"{ok}\" }}]\n"
+    ))
+    .await;
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = Request::post(format!("{gw}/v1/chat/completions"));
+    for i in 0..150 {
+        req = req.header(format!("x-pad-{i}"), "1");
+    }
+    let resp = client
+        .request(
+            req.body(Full::new(Bytes::from("{\"model\":\"chat\"}")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("header fields"),
+        "{v}"
+    );
+}
+
+/// This machine's first IPv4 address that is not loopback, if it has one.
+fn outside_address() -> Option<std::net::Ipv4Addr> {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|w| w.split('/').next()?.parse::<std::net::Ipv4Addr>().ok())
+        .find(|ip| !ip.is_loopback())
+}
+
+#[tokio::test]
+async fn metrics_need_no_key_from_loopback_or_on_their_own_listener_but_do_from_outside() {
+    let ok = backend(Mode::Ok, "ok").await;
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = steward_config::parse(
+        &format!("[gateway]\nlisten = \"0.0.0.0:{port}\"\napi_keys = [\"sk-right\"]\nmetrics_listen = \"127.0.0.1:0\"\n[[gateway.routes]]\nmodel = \"chat\"\nbackends = [{{ url = \"{ok}\" }}]\n"),
+        std::path::Path::new("/srv/steward.toml"),
+    )
+    .unwrap();
+    let state = steward_gateway::GatewayState::new(cfg.gateway.unwrap());
+    let (_tx, rx) = watch::channel(false);
+    let main = TcpListener::bind(("0.0.0.0", port)).await.unwrap();
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_url = format!("http://{}", metrics.local_addr().unwrap());
+    tokio::spawn(steward_gateway::serve(main, state.clone(), rx.clone()));
+    tokio::spawn(steward_gateway::serve_metrics(metrics, state, rx));
+    let (status, text) = get(&format!("http://127.0.0.1:{port}/metrics")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a local scraper sends no key: {text}"
+    );
+    let (status, _) = get(&format!("http://127.0.0.1:{port}/v1/models")).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the rest still needs the key"
+    );
+    let (status, text) = get(&format!("{metrics_url}/metrics")).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(text.contains("steward_gateway_backend_up"), "{text}");
+    let (status, _) = get(&format!("{metrics_url}/v1/models")).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "metrics_listen serves /metrics only"
+    );
+    let Some(ip) = outside_address() else {
+        panic!("this test needs a non-loopback IPv4 address on this machine (ip -4 addr)");
+    };
+    let (status, _) = get(&format!("http://{ip}:{port}/metrics")).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "from outside loopback, the key is needed"
+    );
 }

@@ -12,4 +12,4 @@ mod server;
 pub use body::{json_reply, read_body, BodyError, Reply};
 pub use error::one_line;
 pub use probe::{get_status, verdict, Verdict};
-pub use server::{serve, stopped, ServerOptions};
+pub use server::{serve, stopped, Peer, ServerOptions};

@@ -20,6 +20,9 @@ pub struct ServerOptions {
     pub header_read_timeout: Duration,
     /// The largest request head read; a longer one is refused with 431.
     pub max_head: usize,
+    /// The most header fields parsed. The handler sees up to this many, so it can answer a
+    /// request with too many in its own words (hyper alone answers 431 with no body).
+    pub max_headers: usize,
     /// How long connections get to finish on shutdown.
     pub drain: Duration,
 }
@@ -29,10 +32,15 @@ impl Default for ServerOptions {
         ServerOptions {
             header_read_timeout: Duration::from_secs(10),
             max_head: 64 * 1024,
+            max_headers: 1000,
             drain: Duration::from_secs(5),
         }
     }
 }
+
+/// The address a request came from, in its extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// Resolves once `shutdown` is true (or its sender is gone).
 pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
@@ -64,11 +72,11 @@ pub async fn serve<H, F, B>(
     let mut backoff = FIRST_BACKOFF;
     let mut failures: u64 = 0;
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok(accepted) => {
                     backoff = FIRST_BACKOFF;
-                    stream
+                    accepted
                 }
                 Err(e) if is_per_connection(&e) => continue,
                 Err(e) => {
@@ -89,7 +97,8 @@ pub async fn serve<H, F, B>(
         };
         let _ = stream.set_nodelay(true);
         let handle = handle.clone();
-        let service = hyper::service::service_fn(move |req| {
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(Peer(peer));
             let response = handle(req);
             async move { Ok::<_, Infallible>(response.await) }
         });
@@ -97,6 +106,7 @@ pub async fn serve<H, F, B>(
             .timer(TokioTimer::new())
             .header_read_timeout(options.header_read_timeout)
             .max_buf_size(options.max_head.max(8192))
+            .max_headers(options.max_headers)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

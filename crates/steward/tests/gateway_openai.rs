@@ -16,6 +16,16 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
     def do_POST(self):
         req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if req.get("model") == "dying":
+            # One event of a stream, then the connection is cut: a backend that died.
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            data = b"data: {}\n\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data)); self.wfile.flush()
+            import socket; self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if req.get("stream"):
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -212,4 +222,56 @@ backends = [
         "each request is logged:\n{}",
         agent.agent_log()
     );
+}
+
+#[test]
+fn the_access_log_has_refusals_and_streams_that_broke_midway() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backend_port, gw_port) = (free_port(), free_port());
+    let mut procs = Kill(Vec::new());
+    procs.0.push(
+        Command::new("python3")
+            .args(["-c", MOCK, &backend_port.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:{gw_port}\"\napi_keys = [\"sk-test\"]\n[[gateway.routes]]\nmodel = \"dying\"\nbackends = [{{ url = \"http://127.0.0.1:{backend_port}\", name = \"mock\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+    procs.0.push(
+        Command::new(BIN)
+            .args(["gateway", "-f", "steward.toml"])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the gateway and the backend to listen", LONG, || {
+        std::net::TcpStream::connect(("127.0.0.1", gw_port)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", backend_port)).is_ok()
+    });
+    let (status, _) = http(gw_port, "GET", "/v1/models", "");
+    assert_eq!(status, 401);
+    let out = Command::new("python3")
+        .args(["-c", "import sys, urllib.request\nr = urllib.request.Request(sys.argv[1], data=b'{\"model\": \"dying\", \"stream\": true}', headers={'Authorization': 'Bearer sk-test'})\ntry:\n    print(urllib.request.urlopen(r, timeout=20).read().decode())\nexcept Exception as e:\n    print('broke:', e)\n", &format!("http://127.0.0.1:{gw_port}/v1/chat/completions")])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains("failed mid-stream") || text.contains("broke"),
+        "{text}"
+    );
+    let log = || std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+    wait_until("both lines in the access log", LONG, || {
+        let l = log();
+        l.contains("GET /v1/models: 401")
+            && l.contains("dying -> mock: failed after its first byte")
+    });
 }

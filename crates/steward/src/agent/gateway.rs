@@ -38,35 +38,70 @@ impl steward_gateway::ServiceStates for SupervisedServices {
     }
 }
 
-/// Starts the [gateway] when the config has one; it stops when `shutdown` turns true.
-/// With `supervisor`, backends that are services take their health from it.
-pub(super) async fn start_gateway(
-    config: &Config,
-    supervisor: Option<Arc<Supervisor>>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>> {
+/// The gateway's sockets, bound before anything else starts, so that a port in use fails
+/// `up` before it has touched a cgroup, the control socket or a service.
+pub(super) struct GatewayListeners {
+    main: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
+}
+
+async fn bind(config: &Config, key: &str, addr: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "{}: gateway.{key} = {addr:?}: cannot listen there",
+            config.path.display()
+        )
+    })
+}
+
+/// Binds the [gateway]'s listeners when the config has one.
+pub(super) async fn bind_gateway(config: &Config) -> Result<Option<GatewayListeners>> {
     let Some(g) = &config.gateway else {
         return Ok(None);
     };
-    let listener = tokio::net::TcpListener::bind(&g.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "{}: gateway.listen = {:?}: cannot listen there",
-                config.path.display(),
-                g.listen
-            )
-        })?;
-    tracing::info!("gateway listening on http://{}", listener.local_addr()?);
+    let main = bind(config, "listen", &g.listen).await?;
+    let metrics = match &g.metrics_listen {
+        Some(addr) => Some(bind(config, "metrics_listen", addr).await?),
+        None => None,
+    };
+    Ok(Some(GatewayListeners { main, metrics }))
+}
+
+/// Serves the [gateway] on its listeners until `shutdown` turns true. With `supervisor`,
+/// backends that are services take their health from it.
+pub(super) fn start_gateway(
+    config: &Config,
+    listeners: GatewayListeners,
+    supervisor: Option<Arc<Supervisor>>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let g = config.gateway.as_ref()?;
+    if let Ok(addr) = listeners.main.local_addr() {
+        tracing::info!("gateway listening on http://{addr}");
+    }
     let state = match supervisor {
         Some(s) => {
             steward_gateway::GatewayState::with_services(g.clone(), Arc::new(SupervisedServices(s)))
         }
         None => steward_gateway::GatewayState::new(g.clone()),
     };
-    Ok(Some(tokio::spawn(steward_gateway::serve(
-        listener, state, shutdown,
-    ))))
+    let metrics = listeners.metrics.map(|l| {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!("gateway metrics on http://{addr}/metrics");
+        }
+        tokio::spawn(steward_gateway::serve_metrics(
+            l,
+            state.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let main = tokio::spawn(steward_gateway::serve(listeners.main, state, shutdown));
+    Some(tokio::spawn(async move {
+        let _ = main.await;
+        if let Some(m) = metrics {
+            let _ = m.await;
+        }
+    }))
 }
 
 /// `steward gateway`: only the gateway, in the foreground, until SIGINT or SIGTERM.
@@ -82,7 +117,8 @@ pub fn run_gateway_only(config: Config) -> Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let handle = start_gateway(&config, None, rx).await?;
+        let listeners = bind_gateway(&config).await?;
+        let handle = listeners.and_then(|l| start_gateway(&config, l, None, rx));
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         tokio::select! {

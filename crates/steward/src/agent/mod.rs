@@ -80,6 +80,22 @@ fn pipelines_store(config: &Config) -> Result<Option<Arc<dyn steward_queue::JobS
     crate::store::open(&config.state_dir, crate::store::Access::Create).map(Some)
 }
 
+/// What the agent made and must unmake on every way out, however it ends.
+struct Made {
+    ctx: Arc<SupervisorContext>,
+    cgroups: Arc<CgroupDriver>,
+    state_dir: StateDir,
+}
+
+impl Made {
+    /// Removes this agent's groups and socket, and says it stopped.
+    fn teardown(&self) {
+        self.cgroups.cleanup();
+        let _ = std::fs::remove_file(self.state_dir.socket());
+        self.ctx.emit(None, EventKind::AgentStopped);
+    }
+}
+
 async fn agent_main(
     config: Config,
     instances: Vec<steward_plan::Instance>,
@@ -87,10 +103,19 @@ async fn agent_main(
 ) -> Result<Outcome> {
     let started = Instant::now();
     let state_dir = config.state_dir.clone();
+    // First what can fail for a reason of the config or the host, before anything is made:
+    // a port in use, the queue, the event log, the control socket.
+    let gateway_listeners = gateway::bind_gateway(&config).await?;
+    let mut instances = instances;
+    let lease_endpoint = steward_pipelines::lease_listener(&config, &mut instances).await?;
+    let store = pipelines_store(&config)?;
     let events = Arc::new(EventLog::open(&state_dir.events())?);
+    let reaper = Reaper::start().context("cannot become the child subreaper")?;
+    let socket = steward_api::bind_socket(&state_dir)?;
+
+    // From here on, what is made is unmade however the agent ends.
     let id = agent_id(&state_dir);
     let cgroups = Arc::new(CgroupDriver::detect(&id));
-    let reaper = Reaper::start().context("cannot become the child subreaper")?;
     let ctx = Arc::new(SupervisorContext::new(
         reaper,
         cgroups.clone(),
@@ -98,7 +123,11 @@ async fn agent_main(
         state_dir.logs(),
         id,
     ));
-
+    let made = Made {
+        ctx: ctx.clone(),
+        cgroups: cgroups.clone(),
+        state_dir: state_dir.clone(),
+    };
     let leftovers = cgroups.kill_leftovers();
     if !leftovers.is_empty() {
         ctx.emit(
@@ -129,101 +158,176 @@ async fn agent_main(
     }
     set_own_oom_score_adj();
 
-    let mut instances = instances;
-    let lease_listener = steward_pipelines::lease_listener(&config, &mut instances).await?;
-    let store = pipelines_store(&config)?;
-    let supervisor = Supervisor::new(ctx.clone(), &config, instances.clone())?;
-    let listener = steward_api::bind_socket(&state_dir)?;
-    let (req_tx, mut req_rx) = mpsc::channel(64);
-    let server = tokio::spawn(steward_api::serve(listener, req_tx));
-
-    supervisor.start_all();
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let gateway =
-        gateway::start_gateway(&config, Some(supervisor.clone()), shutdown_rx.clone()).await?;
-    let mut pipelines = match store {
-        None => None,
-        Some(store) => Some(
-            steward_pipelines::Pipelines::start(steward_pipelines::Start {
-                config: &config,
-                ctx: &ctx,
-                supervisor: &supervisor,
-                instances: &instances,
-                store,
-                lease_listener,
-                until_empty: until == Until::Drained,
-                shutdown: shutdown_rx.clone(),
-            })
-            .await?,
-        ),
-    };
-    let mut drained = match pipelines.as_mut() {
-        Some(p) => p.drained(),
-        None => {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let _ = tx.send(());
-            rx
+    let supervisor = match Supervisor::new(ctx.clone(), &config, instances.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            made.teardown();
+            return Err(e.into());
         }
     };
-    let bar = match (&pipelines, until) {
-        (Some(p), Until::Drained) => crate::progress_bar::start(p.runners().to_vec(), shutdown_rx),
-        _ => None,
+    let run = Running {
+        config: &config,
+        ctx: &ctx,
+        supervisor: &supervisor,
+        instances: &instances,
+        until,
+        basics: AgentBasics {
+            config: config.path.clone(),
+            state_dir: state_dir.clone(),
+            started,
+        },
     };
+    let result = run
+        .serve(socket, gateway_listeners, lease_endpoint, store)
+        .await;
+    made.teardown();
+    result
+}
 
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    let info = AgentBasics {
-        config: config.path.clone(),
-        state_dir: state_dir.clone(),
-        started,
-    };
-    let mut down_replies = Vec::new();
-    loop {
-        tokio::select! {
-            _ = &mut drained, if until == Until::Drained => { tracing::info!("every queue is drained: stopping"); break; }
-            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping every service"); break; }
-            _ = sigint.recv() => { tracing::info!("SIGINT: stopping every service"); break; }
-            _ = sighup.recv() => {
-                tracing::info!("SIGHUP: forwarding it to every service");
-                supervisor.signal_all(Signal::SIGHUP).await;
-            }
-            Some((req, reply)) = req_rx.recv() => {
-                if req == Request::Down {
-                    down_replies.push(reply);
-                    break;
+/// The agent between start and stop.
+struct Running<'a> {
+    config: &'a Config,
+    ctx: &'a Arc<SupervisorContext>,
+    supervisor: &'a Arc<Supervisor>,
+    instances: &'a [steward_plan::Instance],
+    until: Until,
+    basics: AgentBasics,
+}
+
+impl Running<'_> {
+    /// Starts the services, the control socket, the gateway and the pipelines, answers
+    /// requests until told to stop, then stops everything it started (also when a part of
+    /// it failed to start).
+    async fn serve(
+        &self,
+        socket: tokio::net::UnixListener,
+        gateway_listeners: Option<gateway::GatewayListeners>,
+        lease_endpoint: Option<steward_pipelines::LeaseEndpoint>,
+        store: Option<Arc<dyn steward_queue::JobStore>>,
+    ) -> Result<Outcome> {
+        let (req_tx, mut req_rx) = mpsc::channel(64);
+        let server = tokio::spawn(steward_api::serve(
+            socket,
+            self.basics.state_dir.clone(),
+            req_tx,
+        ));
+        self.supervisor.start_all();
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let gateway = gateway_listeners.and_then(|l| {
+            gateway::start_gateway(
+                self.config,
+                l,
+                Some(self.supervisor.clone()),
+                shutdown_rx.clone(),
+            )
+        });
+        let started = self
+            .start_pipelines(store, lease_endpoint, shutdown_rx.clone())
+            .await;
+        let (mut pipelines, failed) = match started {
+            Ok(p) => (p, None),
+            Err(e) => (None, Some(e)),
+        };
+        let mut down_replies = Vec::new();
+        if failed.is_none() {
+            let bar = match (&pipelines, self.until) {
+                (Some(p), Until::Drained) => {
+                    crate::progress_bar::start(p.runners().to_vec(), shutdown_rx.clone())
                 }
-                let sup = supervisor.clone();
-                let info = info.clone();
-                tokio::spawn(async move {
-                    let _ = reply.send(handle(&sup, &info, req).await);
-                });
+                _ => None,
+            };
+            self.answer(&mut req_rx, pipelines.as_mut(), &mut down_replies)
+                .await?;
+            let _ = shutdown_tx.send(true);
+            if let Some(bar) = bar {
+                let _ = bar.await;
             }
+        }
+        let _ = shutdown_tx.send(true);
+        if let Some(g) = gateway {
+            let _ = g.await;
+        }
+        let outcome = match pipelines {
+            Some(p) => p.finish().await,
+            None => Vec::new(),
+        };
+        self.supervisor.stop_all().await;
+        for reply in down_replies {
+            let _ = reply.send(Response::ok());
+        }
+        // Closing the request channel ends the server, which first writes the replies above.
+        drop(req_rx);
+        let _ = server.await;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(outcome),
         }
     }
 
-    let _ = shutdown_tx.send(true);
-    if let Some(g) = gateway {
-        let _ = g.await;
+    async fn start_pipelines(
+        &self,
+        store: Option<Arc<dyn steward_queue::JobStore>>,
+        lease_endpoint: Option<steward_pipelines::LeaseEndpoint>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Option<steward_pipelines::Pipelines>> {
+        let Some(store) = store else {
+            return Ok(None);
+        };
+        let start = steward_pipelines::Start {
+            config: self.config,
+            ctx: self.ctx,
+            supervisor: self.supervisor,
+            instances: self.instances,
+            store,
+            lease_listener: lease_endpoint,
+            until_empty: self.until == Until::Drained,
+            shutdown,
+        };
+        Ok(Some(steward_pipelines::Pipelines::start(start).await?))
     }
-    if let Some(bar) = bar {
-        let _ = bar.await;
+
+    /// Answers the control socket and the signals until one of them says stop.
+    async fn answer(
+        &self,
+        req_rx: &mut mpsc::Receiver<steward_api::Incoming>,
+        pipelines: Option<&mut steward_pipelines::Pipelines>,
+        down_replies: &mut Vec<tokio::sync::oneshot::Sender<Response>>,
+    ) -> Result<()> {
+        let mut drained = match pipelines {
+            Some(p) => p.drained(),
+            None => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(());
+                rx
+            }
+        };
+        let until = self.until;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sighup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = &mut drained, if until == Until::Drained => { tracing::info!("every queue is drained: stopping"); return Ok(()); }
+                _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping every service"); return Ok(()); }
+                _ = sigint.recv() => { tracing::info!("SIGINT: stopping every service"); return Ok(()); }
+                _ = sighup.recv() => {
+                    tracing::info!("SIGHUP: forwarding it to every service");
+                    self.supervisor.signal_all(Signal::SIGHUP).await;
+                }
+                Some((req, reply)) = req_rx.recv() => {
+                    if req == Request::Down {
+                        down_replies.push(reply);
+                        return Ok(());
+                    }
+                    let sup = self.supervisor.clone();
+                    let info = self.basics.clone();
+                    tokio::spawn(async move {
+                        let _ = reply.send(handle(&sup, &info, req).await);
+                    });
+                }
+            }
+        }
     }
-    let outcome = match pipelines {
-        Some(p) => p.finish().await,
-        None => Vec::new(),
-    };
-    supervisor.stop_all().await;
-    cgroups.cleanup();
-    ctx.emit(None, EventKind::AgentStopped);
-    let _ = std::fs::remove_file(state_dir.socket());
-    for reply in down_replies {
-        let _ = reply.send(Response::ok());
-    }
-    // Closing the request channel ends the server, which first writes the replies above.
-    drop(req_rx);
-    let _ = server.await;
-    Ok(outcome)
 }
 
 /// The agent should outlive its services when memory runs out, so that it can report the
