@@ -139,7 +139,7 @@ impl std::fmt::Display for TryError {
 
 #[cfg(test)]
 mod tests {
-    use super::TryError;
+    use super::{Failed, TryError};
 
     #[test]
     fn every_error_has_a_listed_label() {
