@@ -63,6 +63,19 @@ impl StateDir {
         self.logs().join(name)
     }
 
+    /// A stable id of this state dir: it names the agent's cgroups (`steward-<id>`) and
+    /// marks its processes (`STEWARD_UNIT=<id>/…`), so that a new agent (or `down`) finds
+    /// what a crashed one left, and two agents never share groups.
+    pub fn agent_id(&self) -> String {
+        // FNV-1a: tiny, stable across Rust versions (unlike `DefaultHasher`).
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.0.as_os_str().as_encoded_bytes() {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{:012x}", hash & 0xffff_ffff_ffff)
+    }
+
     /// `agent.log`: the log of an agent started with `up --detach`.
     pub fn agent_log(&self) -> PathBuf {
         self.0.join("agent.log")

@@ -174,3 +174,68 @@ fn a_program_that_vanishes_fails_the_service_instead_of_looping() {
         .count();
     assert_eq!(failed_spawns, 1, "tried once, not in a loop");
 }
+
+/// This agent's groups that exist, in each v1 hierarchy (under this process's own group,
+/// where an agent started by this test makes them).
+fn agent_groups(state_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let id = steward_config::StateDir::new(state_dir).agent_id();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut found = Vec::new();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        for c in controllers.split(',').filter(|c| ["memory", "pids", "cpuset"].contains(c)) {
+            let dir = std::path::Path::new("/sys/fs/cgroup")
+                .join(c)
+                .join(path.trim_start_matches('/'))
+                .join(format!("steward-{id}"));
+            if dir.exists() {
+                found.push(dir);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_failed_up_and_a_clean_down_leave_no_groups_socket_or_half_events() {
+    if !require_cgroups("a_failed_up_and_a_clean_down_leave_no_groups_socket_or_half_events") {
+        return;
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let agent = Agent::prepare(&format!(
+        "[services.w]\ncommand = [\"sleep\", \"1000\"]\ncpus = \"0\"\nmemory = \"64MiB\"\npids_max = 100\n[gateway]\nlisten = \"127.0.0.1:{port}\"\n[[gateway.routes]]\nmodel = \"m\"\nbackends = [{{ url = \"http://127.0.0.1:1\" }}]\n"
+    ));
+    let out = agent.cli(&["up"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot listen there"), "{}", stderr(&out));
+    let sd = agent.state_dir();
+    assert!(agent_groups(&sd).is_empty(), "{:?}", agent_groups(&sd));
+    assert!(!sd.join("steward.sock").exists());
+    let halves = |a: &Agent| {
+        let ev = a.events();
+        let n = |k: &str| ev.iter().filter(|e| e["event"] == k).count();
+        (n("agent_started"), n("agent_stopped"))
+    };
+    let (started, stopped) = halves(&agent);
+    assert_eq!(started, stopped, "every agent_started has its agent_stopped");
+    // A clean run, then `down`: nothing left either, cpuset included.
+    drop(taken);
+    let mut agent = agent.launch(&[]);
+    agent.running("w");
+    assert!(!agent_groups(&agent.state_dir()).is_empty(), "the groups exist while it runs");
+    agent.down();
+    assert!(agent_groups(&agent.state_dir()).is_empty(), "{:?}", agent_groups(&agent.state_dir()));
+    let (started, stopped) = halves(&agent);
+    assert_eq!((started, stopped), (1, 1));
+}
+
+#[test]
+fn a_deleted_control_socket_is_made_again() {
+    let agent = Agent::start("[services.w]\ncommand = [\"sleep\", \"1000\"]\n");
+    agent.running("w");
+    std::fs::remove_file(agent.state_dir().join("steward.sock")).unwrap();
+    agent.wait_for("ps to answer again", |a| a.cli(&["ps", "--json"]).status.success());
+    assert!(agent.agent_log().contains("made it again"), "{}", agent.agent_log());
+}

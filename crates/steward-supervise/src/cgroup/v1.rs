@@ -47,9 +47,11 @@ impl V1Base {
         &self.memory
     }
 
+    /// Every hierarchy's folder of this agent: memory, and pids and cpuset where mounted.
     pub(super) fn dirs(&self) -> Vec<PathBuf> {
         std::iter::once(self.memory.clone())
             .chain(self.pids.clone())
+            .chain(self.cpuset.clone())
             .collect()
     }
 

@@ -26,17 +26,6 @@ use steward_supervise::{CgroupDriver, Reaper, Supervisor, SupervisorContext};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-/// A stable id per state dir: it names this agent's cgroups, so that a new agent finds
-/// and kills what a crashed one left behind, and two agents never share groups.
-fn agent_id(state_dir: &StateDir) -> String {
-    // FNV-1a: tiny, stable across Rust versions (unlike `DefaultHasher`).
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in state_dir.path().as_os_str().as_encoded_bytes() {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{:012x}", hash & 0xffff_ffff_ffff)
-}
 
 pub fn run_foreground(
     config: Config,
@@ -114,7 +103,7 @@ async fn agent_main(
     let socket = steward_api::bind_socket(&state_dir)?;
 
     // From here on, what is made is unmade however the agent ends.
-    let id = agent_id(&state_dir);
+    let id = state_dir.agent_id();
     let cgroups = Arc::new(CgroupDriver::detect(&id));
     let ctx = Arc::new(SupervisorContext::new(
         reaper,
