@@ -15,6 +15,7 @@ mod execution;
 pub mod health;
 mod job;
 mod kmsg;
+pub mod leftovers;
 mod notify;
 pub mod output;
 pub mod procfs;

@@ -29,6 +29,20 @@ pub fn pids_with_marker(unit: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Processes whose `MARKER_VAR` starts with `prefix` (every service of one agent).
+pub fn pids_with_marker_prefix(prefix: &str) -> Vec<i32> {
+    let wanted = format!("{MARKER_VAR}={prefix}");
+    all_pids()
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|&b| b == 0)
+                    .any(|kv| kv.starts_with(wanted.as_bytes()))
+            })
+        })
+        .collect()
+}
+
 /// The process state letter from `/proc/PID/stat` (`R`, `S`, `Z`, ...).
 pub fn state(pid: i32) -> Option<char> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

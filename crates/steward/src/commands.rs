@@ -55,8 +55,11 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Doctor { node, no_dns } => return crate::report::doctor(&node, no_dns),
         Command::Down { target } => {
             let dir = target::state_dir(&target)?;
-            request(&dir, &Request::Down)?;
-            println!("stopped every service and the agent");
+            match request(&dir, &Request::Down) {
+                Ok(_) => println!("stopped every service and the agent"),
+                Err(e) if no_agent(&e) => down_dead_agent(&dir)?,
+                Err(e) => return Err(e),
+            }
         }
         Command::Ps { target, json } => ps(&target, json)?,
         Command::Start { service, target } => {
@@ -142,6 +145,33 @@ pub fn run(command: Command) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether the error says no agent answers on the state dir.
+fn no_agent(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<steward_api::ApiError>(),
+        Some(steward_api::ApiError::NoAgent { .. })
+    )
+}
+
+/// `down` when no agent answers: it may have died and left its services running. Under
+/// the state dir's lock (so no agent starts meanwhile), they are found and stopped.
+fn down_dead_agent(dir: &StateDir) -> Result<()> {
+    let _lock = steward_api::StateDirLock::acquire(dir)?;
+    let found = steward_supervise::leftovers::find(&dir.agent_id());
+    if found.is_empty() {
+        bail!("no steward agent is running for {dir}, and none left anything running; nothing to stop");
+    }
+    let killed = steward_supervise::leftovers::stop(&found);
+    let _ = std::fs::remove_file(dir.socket());
+    println!(
+        "no agent was running for {dir} (it died); stopped the {} process(es) it left ({}) and removed its {} cgroup(s)",
+        killed.len(),
+        killed.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+        found.groups.len()
+    );
+    Ok(())
+}
+
 fn request(state_dir: &StateDir, req: &Request) -> Result<steward_api::Response> {
     let mut client = Client::connect(state_dir)?;
     Ok(client.request(req)?)
@@ -149,7 +179,21 @@ fn request(state_dir: &StateDir, req: &Request) -> Result<steward_api::Response>
 
 fn ps(target: &Target, json: bool) -> Result<()> {
     let dir = target::state_dir(target)?;
-    let reply = request(&dir, &Request::Ps)?;
+    let reply = match request(&dir, &Request::Ps) {
+        Ok(r) => r,
+        Err(e) if no_agent(&e) => {
+            let left = steward_supervise::leftovers::find(&dir.agent_id());
+            if left.pids.is_empty() {
+                return Err(e);
+            }
+            bail!(
+                "no steward agent is running for {dir}, but {} process(es) of its services are still running (pids {}): its agent died. `steward down` stops them; `steward up` stops them and starts afresh",
+                left.pids.len(),
+                left.pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        Err(e) => return Err(e),
+    };
     let Some(ps) = reply.ps else {
         bail!("the agent answered `ps` without a service list");
     };

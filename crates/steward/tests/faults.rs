@@ -183,8 +183,15 @@ fn agent_groups(state_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     for line in own.lines() {
         let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        for c in controllers.split(',').filter(|c| ["memory", "pids", "cpuset"].contains(c)) {
+        let (_, controllers, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        for c in controllers
+            .split(',')
+            .filter(|c| ["memory", "pids", "cpuset"].contains(c))
+        {
             let dir = std::path::Path::new("/sys/fs/cgroup")
                 .join(c)
                 .join(path.trim_start_matches('/'))
@@ -209,7 +216,11 @@ fn a_failed_up_and_a_clean_down_leave_no_groups_socket_or_half_events() {
     ));
     let out = agent.cli(&["up"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("cannot listen there"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot listen there"),
+        "{}",
+        stderr(&out)
+    );
     let sd = agent.state_dir();
     assert!(agent_groups(&sd).is_empty(), "{:?}", agent_groups(&sd));
     assert!(!sd.join("steward.sock").exists());
@@ -219,14 +230,24 @@ fn a_failed_up_and_a_clean_down_leave_no_groups_socket_or_half_events() {
         (n("agent_started"), n("agent_stopped"))
     };
     let (started, stopped) = halves(&agent);
-    assert_eq!(started, stopped, "every agent_started has its agent_stopped");
+    assert_eq!(
+        started, stopped,
+        "every agent_started has its agent_stopped"
+    );
     // A clean run, then `down`: nothing left either, cpuset included.
     drop(taken);
     let mut agent = agent.launch(&[]);
     agent.running("w");
-    assert!(!agent_groups(&agent.state_dir()).is_empty(), "the groups exist while it runs");
+    assert!(
+        !agent_groups(&agent.state_dir()).is_empty(),
+        "the groups exist while it runs"
+    );
     agent.down();
-    assert!(agent_groups(&agent.state_dir()).is_empty(), "{:?}", agent_groups(&agent.state_dir()));
+    assert!(
+        agent_groups(&agent.state_dir()).is_empty(),
+        "{:?}",
+        agent_groups(&agent.state_dir())
+    );
     let (started, stopped) = halves(&agent);
     assert_eq!((started, stopped), (1, 1));
 }
@@ -236,6 +257,48 @@ fn a_deleted_control_socket_is_made_again() {
     let agent = Agent::start("[services.w]\ncommand = [\"sleep\", \"1000\"]\n");
     agent.running("w");
     std::fs::remove_file(agent.state_dir().join("steward.sock")).unwrap();
-    agent.wait_for("ps to answer again", |a| a.cli(&["ps", "--json"]).status.success());
-    assert!(agent.agent_log().contains("made it again"), "{}", agent.agent_log());
+    agent.wait_for("ps to answer again", |a| {
+        a.cli(&["ps", "--json"]).status.success()
+    });
+    assert!(
+        agent.agent_log().contains("made it again"),
+        "{}",
+        agent.agent_log()
+    );
+}
+
+#[test]
+fn down_with_a_dead_agent_stops_what_it_left_and_ps_says_they_exist() {
+    let mut agent = Agent::start(
+        "[services.s]\ncommand = [\"sleep\", \"1000\"]\n[services.d]\n# A daemon that left the process group and the session.\ncommand = \"setsid sleep 1000 & exec sleep 1000\"\nshell = true\n",
+    );
+    let s = agent.running("s")["pid"].as_u64().unwrap() as u32;
+    agent.running("d");
+    let mut child = agent.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(pid_alive(s), "the service outlives a SIGKILLed agent");
+    let ps = agent.cli(&["ps"]);
+    assert_eq!(ps.status.code(), Some(2));
+    assert!(
+        stderr(&ps).contains("process(es) of its services are still running"),
+        "{}",
+        stderr(&ps)
+    );
+    let down = agent.cli(&["down"]);
+    assert!(down.status.success(), "{}", stderr(&down));
+    assert!(
+        stdout(&down).contains("it died); stopped the"),
+        "{}",
+        stdout(&down)
+    );
+    wait_until("the leftovers to be gone", LONG, || !pid_alive(s));
+    // The daemon went too: nothing carrying this agent's marker is left.
+    let again = agent.cli(&["down"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("nothing to stop"),
+        "{}",
+        stderr(&again)
+    );
 }

@@ -26,7 +26,6 @@ use steward_supervise::{CgroupDriver, Reaper, Supervisor, SupervisorContext};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-
 pub fn run_foreground(
     config: Config,
     sysroot: Option<&Path>,
