@@ -7,7 +7,7 @@ use crate::progress::PipelineProgress;
 use crate::reporter::Reporter;
 use crate::stall::{in_flight, SlotStops, StallWatch};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use steward_config::{Pipeline, PipelineMode};
 use steward_plan::Instance;
 use steward_queue::{
@@ -19,6 +19,13 @@ use tokio::sync::{watch, Notify};
 /// How long an idle slot waits before asking the queue again.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
+/// With `until_empty`: how long every lease may fail before the run gives up (a full disk,
+/// a damaged queue) instead of retrying forever.
+const STUCK_AFTER: Duration = Duration::from_secs(5);
+
+/// While leases fail: how often it is said again.
+const SAY_AGAIN: Duration = Duration::from_secs(30);
+
 pub struct PipelineRunner {
     pub reporter: Arc<Reporter>,
     /// This pipeline's replicas, from the plan.
@@ -27,6 +34,8 @@ pub struct PipelineRunner {
     pub owner_prefix: String,
     stops: SlotStops,
     supervisor: Option<Arc<Supervisor>>,
+    /// Why a run until empty gave up, when it did.
+    stuck: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -35,6 +44,8 @@ pub struct RunSummary {
     pub counts: Counts,
     /// Quarantined inputs and why (the last attempt's classification and error).
     pub quarantined: Vec<(String, String)>,
+    /// Why the run could not go on (the queue refused every lease), when it could not.
+    pub stuck: Option<String>,
 }
 
 impl PipelineRunner {
@@ -53,6 +64,7 @@ impl PipelineRunner {
             owner_prefix,
             stops: Arc::default(),
             supervisor,
+            stuck: Mutex::new(None),
         })
     }
 
@@ -158,15 +170,17 @@ impl PipelineRunner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(slot.clone(), stall.clone());
+        // Since when every lease has failed, and when that was last said.
+        let mut failing: Option<(Instant, Instant)> = None;
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let job = match self
-                .store()
-                .lease(&self.pipeline().queue, &owner, ttl)
-                .await
-            {
+            let leased = self.store().lease(&self.pipeline().queue, &owner, ttl).await;
+            if leased.is_ok() && failing.take().is_some() {
+                tracing::info!("{slot}: leases work again");
+            }
+            let job = match leased {
                 Ok(Some(job)) => job,
                 Ok(None) => {
                     if until_empty && self.drained().await {
@@ -179,10 +193,23 @@ impl PipelineRunner {
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        "{slot}: cannot lease from queue {}: {e}",
-                        self.pipeline().queue
-                    );
+                    let now = Instant::now();
+                    let (since, said) = failing.get_or_insert((now, now));
+                    if *since == now || now.duration_since(*said) >= SAY_AGAIN {
+                        *said = now;
+                        tracing::warn!(
+                            "{slot}: cannot lease from queue {} (failing for {:.0?}): {e}",
+                            self.pipeline().queue,
+                            now.duration_since(*since)
+                        );
+                    }
+                    if until_empty && now.duration_since(*since) >= STUCK_AFTER {
+                        let why = format!(
+                            "the queue refused every lease for {STUCK_AFTER:?} ({e}). No job was lost: fix the cause (free disk space, say) and run `steward run --until-empty` again; what is done stays done"
+                        );
+                        *self.stuck.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                        return;
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = shutdown.changed() => {}
@@ -241,6 +268,7 @@ impl PipelineRunner {
             pipeline: p.name.clone(),
             counts,
             quarantined,
+            stuck: self.stuck.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }

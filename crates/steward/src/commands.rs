@@ -333,6 +333,9 @@ fn print_run_summary(outcome: &[steward_pipelines::RunSummary]) -> ExitCode {
         for (input, why) in &s.quarantined {
             println!("  quarantined {input}: {why}");
         }
+        if let Some(why) = &s.stuck {
+            println!("{}: cannot make progress: {why}", s.pipeline);
+        }
         lost += c.unfinished();
     }
     if lost > 0 {

@@ -618,3 +618,78 @@ fn a_file_name_that_is_not_utf8_reaches_the_worker_byte_for_byte() {
     let ls = queue_cli(dir.path(), &["ls"]);
     assert!(stdout(&ls).contains("\\xff\\xfe-x.txt"), "{}", stdout(&ls));
 }
+
+/// A small tmpfs mounted for one test (root), unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "this test mounts a tmpfs (as root) to fill a disk");
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn run_until_empty_on_a_full_disk_stops_saying_how_to_go_on_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(&dir.path().join("in"), 30);
+    let state = dir.path().join("state");
+    let _fs = Tmpfs::mount(&state, "8m");
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        "state_dir = \"state\"\n[pipelines.p]\ncommand = [\"sh\", \"-c\", \"sleep 0.2; cp \\\"$0\\\" \\\"$1\\\"\", \"{input}\", \"{output_dir}/{name}\"]\ninputs = [\"in\"]\nexpect_output = \"{output_dir}/{name}\"\n",
+    )
+    .unwrap();
+    let mut run = std::process::Command::new(BIN)
+        .args(["run", "-f", "steward.toml", "--until-empty"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let succeeded = || {
+        let out = queue_cli(dir.path(), &["stats", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["counts"]["succeeded"].as_u64())
+            .unwrap_or(0)
+    };
+    wait_until("two jobs to succeed", LONG, || succeeded() >= 2);
+    // The disk fills up mid-run.
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", state.join("filler").display()))
+        .stderr(std::process::Stdio::null())
+        .status();
+    // It must stop by itself (it used to retry forever).
+    let deadline = std::time::Instant::now() + LONG;
+    while run.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = run.kill();
+            panic!("run --until-empty did not stop on a full disk");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = run.wait_with_output().unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    assert!(text.contains("p: cannot make progress"), "{text}");
+    assert!(text.contains("No job was lost"), "{text}");
+    // What was done stays done: with the space back, a second run finishes every job.
+    std::fs::remove_file(state.join("filler")).unwrap();
+    let out = steward(&["run", "-f", "steward.toml", "--until-empty"], dir.path());
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("p: 30 succeeded"), "{}", stdout(&out));
+}
