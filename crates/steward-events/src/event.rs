@@ -88,6 +88,11 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         explain: Option<String>,
     },
+    /// A service's output could not be written to its log (a full disk, say); what it
+    /// prints is dropped until writing works again. Raised once per such burst.
+    LogWriteFailed {
+        error: String,
+    },
     /// Leases of an agent that died (or that expired) were taken back.
     JobsRescued {
         jobs: Vec<i64>,
@@ -182,6 +187,7 @@ impl Event {
                     if *quarantined { "quarantined" } else { "will retry" }
                 )
             }
+            EventKind::LogWriteFailed { error } => format!("cannot write its log ({error}); its output is dropped until this clears"),
             EventKind::JobsRescued { jobs } => format!("took back {} job lease(s) of an agent that is gone: {jobs:?}", jobs.len()),
             EventKind::Stall { pipeline, idle_ms, jobs, replicas, restarted } => format!(
                 "pipeline {pipeline} stalled: nothing completed for {}s while jobs {jobs:?} ran on {}{}",

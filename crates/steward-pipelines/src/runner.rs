@@ -176,7 +176,10 @@ impl PipelineRunner {
             if *shutdown.borrow() {
                 return;
             }
-            let leased = self.store().lease(&self.pipeline().queue, &owner, ttl).await;
+            let leased = self
+                .store()
+                .lease(&self.pipeline().queue, &owner, ttl)
+                .await;
             if leased.is_ok() && failing.take().is_some() {
                 tracing::info!("{slot}: leases work again");
             }

@@ -12,7 +12,7 @@
 use crate::cgroup::{CgroupLimits, ServiceCgroup};
 use crate::classify::{classify, Evidence, KilledBy, WaitOutcome};
 use crate::context::SupervisorContext;
-use crate::output::{pump, LogFiles, Tail};
+use crate::output::{pump, LogFiles, OnLogTrouble, Tail};
 use crate::reaper::Reaped;
 use crate::watchdog::SoftLimit;
 use crate::{cleanup, procfs, spawn};
@@ -23,7 +23,7 @@ use std::ffi::OsString;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use steward_config::{escaped_os, Service};
-use steward_events::ExitClass;
+use steward_events::{Event, EventKind, ExitClass};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -200,7 +200,23 @@ impl Execution {
             }
         };
         let tail = (spec.keep_tail > 0).then(|| Tail::new(spec.keep_tail));
-        let pump = pump(read_end, spec.logs, spec.name.to_string(), tail.clone());
+        let (events, name) = (ctx.events.clone(), spec.name.to_string());
+        let on_trouble: OnLogTrouble = Arc::new(move |e: &std::io::Error| {
+            let event = Event::new(
+                Some(&name),
+                EventKind::LogWriteFailed {
+                    error: e.to_string(),
+                },
+            );
+            let _ = events.append(&event);
+        });
+        let pump = pump(
+            read_end,
+            spec.logs,
+            spec.name.to_string(),
+            tail.clone(),
+            Some(on_trouble),
+        );
         let memory_limit = svc.memory.map(|m| m.bytes());
         // Without a cgroup, memory is enforced by polling the processes' RSS.
         let soft_limit = match (&cgroup, memory_limit) {

@@ -630,14 +630,20 @@ impl Tmpfs {
             .arg(at)
             .status()
             .unwrap();
-        assert!(ok.success(), "this test mounts a tmpfs (as root) to fill a disk");
+        assert!(
+            ok.success(),
+            "this test mounts a tmpfs (as root) to fill a disk"
+        );
         Tmpfs(at.to_path_buf())
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
     }
 }
 

@@ -354,3 +354,103 @@ restart = "never"
         stdout(&agent.cli(&["ps"]))
     );
 }
+
+#[test]
+fn a_deleted_log_file_is_made_again_while_the_service_runs_and_across_a_restart() {
+    let agent = Agent::start(
+        "[services.talker]\ncommand = \"while true; do echo line; sleep 0.05; done\"\nshell = true\n",
+    );
+    agent.running("talker");
+    let log = agent.state_dir().join("logs/talker/output.log");
+    wait_until("the first lines", LONG, || {
+        std::fs::metadata(&log).is_ok_and(|m| m.len() > 0)
+    });
+    std::fs::remove_file(&log).unwrap();
+    wait_until("a fresh output.log with new lines", LONG, || {
+        std::fs::metadata(&log).is_ok_and(|m| m.len() > 0)
+    });
+    std::fs::remove_file(&log).unwrap();
+    let out = agent.cli(&["restart", "talker"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until("output.log after the restart", LONG, || {
+        std::fs::metadata(&log).is_ok_and(|m| m.len() > 0)
+    });
+}
+
+#[test]
+fn a_log_on_a_full_disk_is_said_once_with_one_event_not_hundreds_of_times() {
+    let agent = Agent::prepare(
+        "[services.chatty]\ncommand = \"while true; do echo a line of chatter that fills the disk; done\"\nshell = true\n",
+    );
+    let logs = agent.state_dir().join("logs/chatty");
+    std::fs::create_dir_all(&logs).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&logs)
+        .status()
+        .unwrap();
+    assert!(
+        ok.success(),
+        "this test mounts a tmpfs (as root) to fill a disk"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(logs.clone());
+    let agent = agent.launch(&[]);
+    agent.wait_for("the log_write_failed event", |a| {
+        !a.events_of("chatty", "log_write_failed").is_empty()
+    });
+    // Seconds of failing writes (hundreds a second) later: still one line, one event.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let said = agent.agent_log().matches("cannot write its log").count();
+    assert_eq!(said, 1, "one warning:\n{}", agent.agent_log());
+    assert_eq!(agent.events_of("chatty", "log_write_failed").len(), 1);
+}
+
+#[test]
+fn logs_follow_across_rotations_without_losing_a_line() {
+    let agent = Agent::start(
+        "[services.counter]\ncommand = [\"python3\", \"-u\", \"-c\", \"import time\\ni = 0\\nwhile True:\\n    print(i)\\n    i += 1\\n    time.sleep(0.0025)\\n\"]\nlog = { max_size = \"4KiB\", keep = 5 }\n",
+    );
+    agent.running("counter");
+    let log = agent.state_dir().join("logs/counter/output.log");
+    wait_until("the first lines", LONG, || {
+        std::fs::metadata(&log).is_ok_and(|m| m.len() > 0)
+    });
+    let mut follow = std::process::Command::new(BIN)
+        .args(["logs", "counter", "-f", "--file"])
+        .arg(&agent.config)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rotated = agent.state_dir().join("logs/counter/output.log.3");
+    wait_until("three rotations while following", LONG, || rotated.exists());
+    let _ = follow.kill();
+    let out = follow.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let numbers: Vec<u64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert!(
+        numbers.len() > 2000,
+        "followed only {} lines",
+        numbers.len()
+    );
+    for pair in numbers.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "a gap while following: {} then {}",
+            pair[0],
+            pair[1]
+        );
+    }
+}

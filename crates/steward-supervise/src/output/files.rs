@@ -3,8 +3,15 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use steward_config::LogRotation;
+
+/// How often a writer checks that `output.log` is still the file it writes to: an operator
+/// who deletes it to free space gets a fresh one within this, not a deleted inode that
+/// keeps filling the disk.
+const RECHECK: Duration = Duration::from_secs(1);
 
 pub const CURRENT: &str = "output.log";
 
@@ -13,20 +20,35 @@ pub struct LogFiles {
     rotation: LogRotation,
     file: File,
     size: u64,
+    /// The inode of `file`, to tell it from what is at `output.log` now.
+    ino: u64,
+    checked: Instant,
 }
 
 impl LogFiles {
     pub fn open(dir: &Path, rotation: LogRotation) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
-        let path = dir.join(CURRENT);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let size = file.metadata()?.len();
+        let (file, size, ino) = open_current(dir)?;
         Ok(LogFiles {
             dir: dir.to_path_buf(),
             rotation,
             file,
             size,
+            ino,
+            checked: Instant::now(),
         })
+    }
+
+    /// Opens `output.log` afresh when the one written to is no longer there (deleted, or
+    /// moved by someone else's rotation). True when it did.
+    pub fn reopen_if_gone(&mut self) -> io::Result<bool> {
+        self.checked = Instant::now();
+        let now = fs::metadata(self.dir.join(CURRENT)).ok().map(|m| m.ino());
+        if now == Some(self.ino) {
+            return Ok(false);
+        }
+        let (file, size, ino) = open_current(&self.dir)?;
+        (self.file, self.size, self.ino) = (file, size, ino);
+        Ok(true)
     }
 
     /// The files of a service's log, oldest first.
@@ -67,6 +89,9 @@ impl LogFiles {
     }
 
     pub fn write(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        if self.checked.elapsed() >= RECHECK {
+            self.reopen_if_gone()?;
+        }
         let max = self.rotation.max_size.bytes();
         while !buf.is_empty() {
             let room = max.saturating_sub(self.size) as usize;
@@ -100,18 +125,32 @@ impl LogFiles {
             let _ = fs::rename(name(n), name(n + 1));
         }
         let current = self.dir.join(CURRENT);
+        // The file may have been deleted meanwhile; a fresh one is opened either way.
+        let gone = |e: io::Error| match e.kind() {
+            io::ErrorKind::NotFound => Ok(()),
+            _ => Err(e),
+        };
         if keep == 0 {
-            fs::remove_file(&current)?;
+            fs::remove_file(&current).or_else(gone)?;
         } else {
-            fs::rename(&current, name(1))?;
+            fs::rename(&current, name(1)).or_else(gone)?;
         }
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&current)?;
-        self.size = 0;
+        let (file, size, ino) = open_current(&self.dir)?;
+        (self.file, self.size, self.ino) = (file, size, ino);
         Ok(())
     }
+}
+
+/// `dir/output.log`, opened for appending (created, with `dir`, if missing): the file,
+/// its size and its inode.
+fn open_current(dir: &Path) -> io::Result<(File, u64, u64)> {
+    fs::create_dir_all(dir)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(CURRENT))?;
+    let meta = file.metadata()?;
+    Ok((file, meta.len(), meta.ino()))
 }
 
 #[cfg(test)]

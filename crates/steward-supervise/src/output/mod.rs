@@ -6,5 +6,5 @@ mod pump;
 mod reader;
 
 pub use files::{LogFiles, CURRENT};
-pub use pump::{pump, Tail};
+pub use pump::{pump, OnLogTrouble, Tail};
 pub use reader::{follow, print_tail};

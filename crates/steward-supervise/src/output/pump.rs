@@ -6,7 +6,59 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
+
+/// Told once when writing the log starts failing (a full disk, say), with the error: the
+/// agent makes it an event.
+pub type OnLogTrouble = Arc<dyn Fn(&io::Error) + Send + Sync>;
+
+/// While writes fail: how often it is said again, with the count.
+const SAY_AGAIN: Duration = Duration::from_secs(60);
+
+/// One line for a burst of write errors instead of one per write (a chatty service on a
+/// full disk fails hundreds of times a second).
+struct Trouble {
+    since: Option<(Instant, u64)>,
+    said: Instant,
+    on_trouble: Option<OnLogTrouble>,
+}
+
+impl Trouble {
+    fn failed(&mut self, service: &str, e: &io::Error) {
+        let now = Instant::now();
+        match &mut self.since {
+            None => {
+                self.since = Some((now, 1));
+                self.said = now;
+                tracing::warn!(
+                    "{service}: cannot write its log: {e}; its output is dropped until this clears"
+                );
+                if let Some(f) = &self.on_trouble {
+                    f(e);
+                }
+            }
+            Some((_, n)) => {
+                *n += 1;
+                if now.duration_since(self.said) >= SAY_AGAIN {
+                    self.said = now;
+                    tracing::warn!(
+                        "{service}: still cannot write its log ({n} writes dropped): {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn worked(&mut self, service: &str) {
+        if let Some((since, n)) = self.since.take() {
+            tracing::info!(
+                "{service}: its log is written again ({n} writes dropped over {:.0?})",
+                since.elapsed()
+            );
+        }
+    }
+}
 
 /// The last bytes a process wrote, kept in memory for its failure report.
 #[derive(Clone)]
@@ -37,12 +89,13 @@ impl Tail {
 }
 
 /// Starts the pump; the handle resolves once the pipe has reached its end. With `tail`,
-/// the latest output is also kept in memory.
+/// the latest output is also kept in memory; `on_trouble` hears when writing starts to fail.
 pub fn pump(
     read_end: OwnedFd,
     files: Arc<Mutex<LogFiles>>,
     service: String,
     tail: Option<Tail>,
+    on_trouble: Option<OnLogTrouble>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(read_end) {
@@ -53,13 +106,22 @@ pub fn pump(
             }
         };
         let mut buf = vec![0u8; 64 * 1024];
+        let mut trouble = Trouble {
+            since: None,
+            said: Instant::now(),
+            on_trouble,
+        };
         loop {
             match pipe.read(&mut buf).await {
                 Ok(0) => break,
                 Ok(n) => {
-                    let mut f = files.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Err(e) = f.write(&buf[..n]) {
-                        tracing::warn!("{service}: cannot write its log: {e}");
+                    let written = files
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .write(&buf[..n]);
+                    match written {
+                        Ok(()) => trouble.worked(&service),
+                        Err(e) => trouble.failed(&service, &e),
                     }
                     if let Some(t) = &tail {
                         t.push(&buf[..n]);

@@ -267,6 +267,12 @@ impl Task {
     }
 
     fn spawn(&mut self, mut gpu: Option<OwnedMutexGuard<()>>) {
+        // A log deleted while the service was down gets a fresh file, not a dead inode.
+        if let Ok(mut logs) = self.logs.lock() {
+            if let Err(e) = logs.reopen_if_gone() {
+                tracing::warn!("{}: cannot reopen its log: {e}", self.inst.name);
+            }
+        }
         let mut env = self.inst.env.clone();
         env.insert("STEWARD_SERVICE".into(), self.inst.name.clone());
         let notify = if self.svc.notify {
