@@ -11,7 +11,7 @@ mod status;
 
 pub use client::Client;
 pub use lock::{bind_socket, StateDirLock};
-pub use protocol::{AgentInfo, PsReply, Request, Response};
+pub use protocol::{AgentInfo, PsReply, ReloadReport, Request, Response};
 pub use server::{serve, Incoming};
 pub use status::{Health, ServiceState, ServiceStatus};
 

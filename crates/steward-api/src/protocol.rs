@@ -16,6 +16,9 @@ pub enum Request {
     Restart {
         service: String,
     },
+    /// Re-read the config: check it as `up` would, then start new services, stop removed
+    /// ones and restart changed ones; a bad config changes nothing.
+    Reload,
     /// Stop every service, then end the agent.
     Down,
 }
@@ -30,6 +33,19 @@ pub struct Response {
     pub ps: Option<PsReply>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadReport>,
+}
+
+/// What a reload did, by service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    pub started: Vec<String>,
+    pub stopped: Vec<String>,
+    pub restarted: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// Sections that changed but take an agent restart (`steward down` and `up`).
+    pub not_applied: Vec<String>,
 }
 
 impl Response {
@@ -39,6 +55,7 @@ impl Response {
             error: None,
             ps: None,
             agent: None,
+            reload: None,
         }
     }
 
@@ -48,6 +65,7 @@ impl Response {
             error: Some(message.into()),
             ps: None,
             agent: None,
+            reload: None,
         }
     }
 }

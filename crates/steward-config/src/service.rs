@@ -53,7 +53,7 @@ pub enum RawRestart {
     Never,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Service {
     pub name: String,
     /// What is executed; with `shell = true` this is `["/bin/sh", "-c", line]`.

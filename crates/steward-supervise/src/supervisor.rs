@@ -3,59 +3,18 @@
 //! replicas of a service started in replica order, staggered, one at a time per GPU.
 
 use crate::context::SupervisorContext;
-use crate::output::LogFiles;
-use crate::service::{Control, Task, TaskState};
+use crate::error::SuperviseError;
+use crate::handle::Handle;
+use crate::reload::{diff, Side};
+use crate::service::Control;
 use nix::sys::signal::Signal;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use steward_api::{ServiceState, ServiceStatus};
+use steward_api::{ReloadReport, ServiceState, ServiceStatus};
 use steward_config::{Condition, Config, Service};
 use steward_plan::Instance;
-use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SuperviseError {
-    #[error("no service named \"{name}\"; this config has: {known}")]
-    UnknownService { name: String, known: String },
-    #[error("cannot open the log folder {}: {source}", path.display())]
-    Logs {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the task for \"{0}\" has ended")]
-    TaskGone(String),
-    #[error("cannot start {service}: {why}")]
-    Blocked { service: String, why: String },
-    #[error("{instance} did not become ready: {why}; the rolling restart stopped there")]
-    NotReady { instance: String, why: String },
-}
-
-#[derive(Clone)]
-struct Handle {
-    inst: Instance,
-    service: Arc<Service>,
-    unit: String,
-    tx: mpsc::Sender<Control>,
-    /// The task's state; only the task writes it.
-    state: watch::Receiver<TaskState>,
-}
-
-impl Handle {
-    fn read<T>(&self, f: impl FnOnce(&TaskState) -> T) -> T {
-        f(&self.state.borrow())
-    }
-
-    async fn send(&self, make: fn(oneshot::Sender<()>) -> Control) -> Result<(), SuperviseError> {
-        let (done, wait) = oneshot::channel();
-        let gone = || SuperviseError::TaskGone(self.inst.name.clone());
-        self.tx.send(make(done)).await.map_err(|_| gone())?;
-        wait.await.map_err(|_| gone())
-    }
-}
 
 /// Where a dependency stands for one dependent.
 enum DepState {
@@ -66,12 +25,55 @@ enum DepState {
 
 pub struct Supervisor {
     ctx: Arc<SupervisorContext>,
+    /// What it supervises now; a reload swaps in a new set (keeping the handles of what
+    /// did not change), so a command works on one consistent snapshot.
+    set: RwLock<Arc<Set>>,
+    /// Start-ups waiting on dependencies, by service, so that a stop can cancel them.
+    starters: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+/// The services and instances of one config.
+struct Set {
     /// In service order, then replica order.
     instances: Vec<Handle>,
     services: BTreeMap<String, Arc<Service>>,
     depth: BTreeMap<String, usize>,
-    /// Start-ups waiting on dependencies, by service, so that a stop can cancel them.
-    starters: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+impl Set {
+    fn of_service(&self, service: &str) -> Vec<Handle> {
+        self.instances
+            .iter()
+            .filter(|h| h.inst.service == service)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Services by name, as a reload compares them.
+fn side(services: &BTreeMap<String, Arc<Service>>) -> BTreeMap<&str, &Service> {
+    services
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_ref()))
+        .collect()
+}
+
+/// The services a config gives the supervisor: pipelines' per-job slots have no
+/// long-running process (the pipeline runs jobs in them).
+fn supervised(config: &Config) -> BTreeMap<String, Arc<Service>> {
+    config
+        .workloads()
+        .filter(|s| !s.per_job)
+        .map(|s| (s.name.clone(), Arc::new(s.clone())))
+        .collect()
+}
+
+fn depths(services: &BTreeMap<String, Arc<Service>>) -> BTreeMap<String, usize> {
+    let graph = services
+        .values()
+        .map(|s| (s.name.clone(), s.depends_on.keys().cloned().collect()))
+        .collect();
+    steward_config::depths(&graph)
 }
 
 impl Supervisor {
@@ -81,74 +83,50 @@ impl Supervisor {
         config: &Config,
         instances: Vec<Instance>,
     ) -> Result<Arc<Self>, SuperviseError> {
-        // Per-job pipeline slots have no long-running process; the pipeline runs jobs in them.
-        let services: BTreeMap<String, Arc<Service>> = config
-            .workloads()
-            .filter(|s| !s.per_job)
-            .map(|s| (s.name.clone(), Arc::new(s.clone())))
-            .collect();
+        let services = supervised(config);
         let mut handles = Vec::new();
         for inst in instances {
-            let Some(svc) = services.get(&inst.service).cloned() else {
-                continue;
-            };
-            let dir = ctx.logs_dir.join(&inst.name);
-            let logs = LogFiles::open(&dir, svc.log)
-                .map_err(|source| SuperviseError::Logs { path: dir, source })?;
-            let (tx, rx) = mpsc::channel(16);
-            let (state_tx, state) = watch::channel(TaskState::new());
-            let unit = format!("{}/{}", ctx.agent_id, inst.name);
-            let task = Task::new(inst.clone(), svc.clone(), ctx.clone(), rx, state_tx, logs);
-            tokio::spawn(task.run());
-            handles.push(Handle {
-                inst,
-                service: svc,
-                unit,
-                tx,
-                state,
-            });
+            if let Some(svc) = services.get(&inst.service).cloned() {
+                handles.push(Handle::spawn(&ctx, inst, svc)?);
+            }
         }
-        let graph = services
-            .values()
-            .map(|s| (s.name.clone(), s.depends_on.keys().cloned().collect()))
-            .collect();
         Ok(Arc::new(Supervisor {
             ctx,
-            instances: handles,
-            depth: steward_config::depths(&graph),
-            services,
+            set: RwLock::new(Arc::new(Set {
+                instances: handles,
+                depth: depths(&services),
+                services,
+            })),
             starters: Mutex::new(HashMap::new()),
         }))
+    }
+
+    fn set(&self) -> Arc<Set> {
+        self.set.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn context(&self) -> &SupervisorContext {
         &self.ctx
     }
 
-    fn of_service(&self, service: &str) -> Vec<&Handle> {
-        self.instances
-            .iter()
-            .filter(|h| h.inst.service == service)
-            .collect()
-    }
-
     /// The instances a name means: every replica of a service, or one `svc#i`.
-    fn resolve(&self, name: &str) -> Result<Vec<&Handle>, SuperviseError> {
-        let by_service = self.of_service(name);
+    fn resolve(&self, name: &str) -> Result<Vec<Handle>, SuperviseError> {
+        let set = self.set();
+        let by_service = set.of_service(name);
         if !by_service.is_empty() {
             return Ok(by_service);
         }
-        match self.instances.iter().find(|h| h.inst.name == name) {
-            Some(h) => Ok(vec![h]),
+        match set.instances.iter().find(|h| h.inst.name == name) {
+            Some(h) => Ok(vec![h.clone()]),
             None => Err(SuperviseError::UnknownService {
                 name: name.to_string(),
-                known: self.services.keys().cloned().collect::<Vec<_>>().join(", "),
+                known: set.services.keys().cloned().collect::<Vec<_>>().join(", "),
             }),
         }
     }
 
     fn dep_state(&self, dep: &str, cond: Condition) -> DepState {
-        for h in self.of_service(dep) {
+        for h in self.set().of_service(dep) {
             let (state, running, ready, last) =
                 h.read(|s| (s.state, s.pid.is_some(), s.ready, s.last_exit.clone()));
             let name = &h.inst.name;
@@ -180,7 +158,7 @@ impl Supervisor {
         service: &str,
         fail_if_blocked: bool,
     ) -> Result<(), SuperviseError> {
-        let Some(svc) = self.services.get(service).cloned() else {
+        let Some(svc) = self.set().services.get(service).cloned() else {
             return Ok(());
         };
         let mut changes = self.ctx.subscribe_changes();
@@ -205,7 +183,7 @@ impl Supervisor {
             let text = (!waiting.is_empty()).then(|| waiting.join("; "));
             // Each instance's task shows it; told again only when it changes.
             if shown.as_ref() != Some(&text) {
-                for h in self.of_service(service) {
+                for h in self.set().of_service(service) {
                     let _ = h.tx.send(Control::Waiting(text.clone())).await;
                 }
                 shown = Some(text);
@@ -222,8 +200,9 @@ impl Supervisor {
     /// Starts a service's instances: in replica order, `start_stagger` apart; replicas on
     /// the same GPU one after another (each waits for its GPU's lock inside its task).
     async fn start_instances(&self, service: &str) -> Result<(), SuperviseError> {
-        let handles: Vec<Handle> = self.of_service(service).into_iter().cloned().collect();
-        let Some(svc) = self.services.get(service) else {
+        let set = self.set();
+        let handles = set.of_service(service);
+        let Some(svc) = set.services.get(service) else {
             return Ok(());
         };
         let stagger = svc.start_stagger.0;
@@ -255,7 +234,7 @@ impl Supervisor {
     /// Starts every service: each waits for its own dependencies, independent services
     /// start in parallel. Returns at once; `ps` shows what waits on what.
     pub fn start_all(self: &Arc<Self>) {
-        for name in self.services.keys() {
+        for name in self.set().services.keys() {
             self.spawn_starter(name);
         }
     }
@@ -290,7 +269,7 @@ impl Supervisor {
     /// Starts a service (or one replica), starting its stopped dependencies first; returns
     /// once its processes are spawned. A dependency that failed is an error.
     pub async fn start(self: &Arc<Self>, name: &str) -> Result<(), SuperviseError> {
-        let handles: Vec<Handle> = self.resolve(name)?.into_iter().cloned().collect();
+        let handles = self.resolve(name)?;
         let service = handles[0].inst.service.clone();
         Box::pin(self.start_dependencies(&service)).await?;
         self.wait_for_dependencies(&service, true).await?;
@@ -301,11 +280,12 @@ impl Supervisor {
     }
 
     async fn start_dependencies(self: &Arc<Self>, service: &str) -> Result<(), SuperviseError> {
-        let Some(svc) = self.services.get(service).cloned() else {
+        let Some(svc) = self.set().services.get(service).cloned() else {
             return Ok(());
         };
         for dep in svc.depends_on.keys() {
             let idle = self
+                .set()
                 .of_service(dep)
                 .iter()
                 .all(|h| h.read(|s| s.state == ServiceState::Stopped));
@@ -332,7 +312,7 @@ impl Supervisor {
     /// Restarts a service's replicas one at a time (a rolling restart): each must be ready
     /// again before the next goes down. Replicas on a GPU still take its lock.
     pub async fn restart(&self, name: &str) -> Result<(), SuperviseError> {
-        let handles: Vec<Handle> = self.resolve(name)?.into_iter().cloned().collect();
+        let handles = self.resolve(name)?;
         self.wait_for_dependencies(&handles[0].inst.service, true)
             .await?;
         for h in &handles {
@@ -409,12 +389,13 @@ impl Supervisor {
         {
             task.1.abort();
         }
-        let max = self.depth.values().copied().max().unwrap_or(0);
+        let set = self.set();
+        let max = set.depth.values().copied().max().unwrap_or(0);
         for level in (0..=max).rev() {
-            let replies: Vec<_> = self
+            let replies: Vec<_> = set
                 .instances
                 .iter()
-                .filter(|h| self.depth.get(&h.inst.service).copied().unwrap_or(0) == level)
+                .filter(|h| set.depth.get(&h.inst.service).copied().unwrap_or(0) == level)
                 .map(|h| h.send(Control::Stop))
                 .collect();
             for r in replies {
@@ -427,16 +408,101 @@ impl Supervisor {
 
     /// Forwards a signal (SIGHUP, say) to every running instance's process group.
     pub async fn signal_all(&self, sig: Signal) {
-        for h in &self.instances {
+        for h in &self.set().instances {
             let _ = h.tx.send(Control::Signal(sig)).await;
         }
     }
 
     pub fn status(&self) -> Vec<ServiceStatus> {
         let enforcement = self.ctx.cgroups.enforcement();
-        self.instances
+        self.set()
+            .instances
             .iter()
             .map(|h| h.read(|s| s.snapshot(&h.inst, &h.service, &h.unit, enforcement)))
             .collect()
+    }
+
+    /// Applies a new config's services: those gone are stopped, new ones started, changed
+    /// ones (settings or placement) stopped and started anew, the rest left running. The
+    /// caller has checked the config as `up` would. Pipelines' replicas are not touched.
+    pub async fn reload(
+        self: &Arc<Self>,
+        config: &Config,
+        instances: Vec<Instance>,
+    ) -> Result<ReloadReport, SuperviseError> {
+        let old = self.set();
+        let keeps_running = |s: &Service| s.pipeline.is_none();
+        let mut new_services = supervised(config);
+        new_services.retain(|_, s| keeps_running(s));
+        // Pipelines' replicas stay as they are (their lease secrets were given at start).
+        for (name, svc) in &old.services {
+            if !keeps_running(svc) {
+                new_services.insert(name.clone(), svc.clone());
+            }
+        }
+        let mut new_instances: Vec<Instance> = instances
+            .into_iter()
+            .filter(|i| {
+                new_services
+                    .get(&i.service)
+                    .is_some_and(|s| keeps_running(s))
+            })
+            .collect();
+        new_instances.extend(
+            old.instances
+                .iter()
+                .filter(|h| !keeps_running(&h.service))
+                .map(|h| h.inst.clone()),
+        );
+        let changes = diff(
+            &Side {
+                services: side(&old.services),
+                instances: old.instances.iter().map(|h| &h.inst).collect(),
+            },
+            &Side {
+                services: side(&new_services),
+                instances: new_instances.iter().collect(),
+            },
+        );
+        // Stop what goes or changes: dependents first.
+        let mut going: Vec<&String> = changes.removed.iter().chain(&changes.changed).collect();
+        going.sort_by_key(|s| std::cmp::Reverse(old.depth.get(*s).copied().unwrap_or(0)));
+        for name in going {
+            self.stop(name).await?;
+        }
+        // The new set: the handles of what did not change, new ones for the rest.
+        let mut handles = Vec::new();
+        for inst in new_instances {
+            let kept = changes.unchanged.contains(&inst.service)
+                || !new_services
+                    .get(&inst.service)
+                    .is_some_and(|s| keeps_running(s));
+            if kept {
+                if let Some(h) = old.instances.iter().find(|h| h.inst.name == inst.name) {
+                    handles.push(h.clone());
+                    continue;
+                }
+            }
+            if let Some(svc) = new_services.get(&inst.service).cloned() {
+                handles.push(Handle::spawn(&self.ctx, inst, svc)?);
+            }
+        }
+        let set = Arc::new(Set {
+            instances: handles,
+            depth: depths(&new_services),
+            services: new_services,
+        });
+        *self.set.write().unwrap_or_else(|p| p.into_inner()) = set;
+        self.ctx.changed();
+        for name in changes.added.iter().chain(&changes.changed) {
+            self.spawn_starter(name);
+        }
+        Ok(ReloadReport {
+            started: changes.added.into_iter().collect(),
+            stopped: changes.removed.into_iter().collect(),
+            restarted: changes.changed.into_iter().collect(),
+            unchanged: changes.unchanged.into_iter().collect(),
+            not_applied: Vec::new(),
+        })
     }
 }

@@ -126,6 +126,13 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Read the config again: check it as `up` would, then start new services, stop
+    /// removed ones and restart changed ones. A bad config changes nothing. (SIGHUP to the
+    /// agent does the same, unless it is a container's PID 1.)
+    Reload {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Stop every service, then the agent.
     Down {
         #[command(flatten)]
@@ -385,6 +392,7 @@ impl Cli {
             | Command::Run { target, .. }
             | Command::Gateway { target }
             | Command::Down { target }
+            | Command::Reload { target }
             | Command::Ps { target, .. }
             | Command::Start { target, .. }
             | Command::Stop { target, .. }

@@ -62,6 +62,32 @@ pub fn run(command: Command) -> Result<ExitCode> {
             }
         }
         Command::Ps { target, json } => ps(&target, json)?,
+        Command::Reload { target } => {
+            let reply = request(&target::state_dir(&target)?, &Request::Reload)?;
+            let Some(r) = reply.reload else {
+                bail!("the agent answered `reload` without saying what it did");
+            };
+            let list = |v: &[String]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
+            println!(
+                "reloaded: started {}; stopped {}; restarted {}; {} unchanged",
+                list(&r.started),
+                list(&r.stopped),
+                list(&r.restarted),
+                r.unchanged.len()
+            );
+            if !r.not_applied.is_empty() {
+                println!(
+                    "not applied, they take `steward down` and `steward up`: {}",
+                    r.not_applied.join(", ")
+                );
+            }
+        }
         Command::Start { service, target } => {
             request(
                 &target::state_dir(&target)?,

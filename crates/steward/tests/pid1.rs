@@ -1,5 +1,6 @@
-//! steward as PID 1 (a container's init): it reaps every orphan, and SIGTERM stops the
-//! services cleanly and exits 0. Run under `unshare --pid --fork --mount-proc`.
+//! steward as PID 1 (a container's init): it reaps every orphan, forwards SIGHUP to its
+//! services (as tini does), and SIGTERM stops the services cleanly and exits 0. Run under
+//! `unshare --pid --fork --mount-proc`.
 
 mod common;
 use common::*;
@@ -50,6 +51,9 @@ fn as_pid_1_it_reaps_orphans_and_stops_cleanly_on_sigterm() {
 [services.orphan-maker]
 command = "while true; do (sleep 0.01 &); sleep 0.02; done"
 shell = true
+[services.reloadable]
+command = "trap 'echo reloaded >> hup.txt' HUP; echo ready > ready.txt; while true; do sleep 0.05; done"
+shell = true
 "#,
     )
     .launch(&["unshare", "--pid", "--fork", "--mount-proc"]);
@@ -69,6 +73,16 @@ shell = true
 
     let main = agent.running("orphan-maker")["pid"].as_u64().unwrap();
     assert!(main > 1);
+    // As a container's init, SIGHUP goes on to the services.
+    let ready = agent.path().join("ready.txt");
+    wait_until("the service to install its trap", LONG, || ready.exists());
+    // SAFETY: plain kill.
+    unsafe { libc::kill(steward_pid as i32, libc::SIGHUP) };
+    let hup = agent.path().join("hup.txt");
+    wait_until("the service to see SIGHUP", LONG, || {
+        std::fs::read_to_string(&hup).is_ok_and(|s| s.contains("reloaded"))
+    });
+    assert_eq!(agent.service("reloadable")["state"], "running");
     // SIGTERM to PID 1 stops the services, and steward exits 0.
     // SAFETY: plain kill.
     unsafe { libc::kill(steward_pid as i32, libc::SIGTERM) };

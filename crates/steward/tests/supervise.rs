@@ -270,31 +270,6 @@ backoff = { initial = "5s", max = "5s" }
 }
 
 #[test]
-fn sighup_to_the_agent_is_forwarded_to_every_service() {
-    let agent = Agent::start(
-        r#"
-[services.reloadable]
-command = "trap 'echo reloaded >> hup.txt' HUP; echo ready > ready.txt; while true; do sleep 0.05; done"
-shell = true
-"#,
-    );
-    let ready = agent.path().join("ready.txt");
-    wait_until("the service to install its trap", LONG, || ready.exists());
-    let pid = agent.child.as_ref().unwrap().id() as i32;
-    // SAFETY: plain kill.
-    unsafe { libc::kill(pid, libc::SIGHUP) };
-    let hup = agent.path().join("hup.txt");
-    wait_until("the service to see SIGHUP", LONG, || {
-        std::fs::read_to_string(&hup).is_ok_and(|s| s.contains("reloaded"))
-    });
-    assert_eq!(
-        agent.service("reloadable")["state"],
-        "running",
-        "SIGHUP is a reload, not a stop"
-    );
-}
-
-#[test]
 fn planned_cpus_become_affinity_and_a_cpuset_group() {
     if !require_cgroups("planned_cpus_become_affinity_and_a_cpuset_group") {
         return;
@@ -453,4 +428,70 @@ fn logs_follow_across_rotations_without_losing_a_line() {
             pair[1]
         );
     }
+}
+
+#[test]
+fn reload_starts_new_services_stops_removed_ones_restarts_changed_ones_and_refuses_a_bad_config() {
+    let agent = Agent::start(
+        "[services.keep]\ncommand = [\"sleep\", \"1000\"]\n[services.change]\ncommand = [\"sleep\", \"1000\"]\n[services.drop]\ncommand = [\"sleep\", \"1000\"]\n",
+    );
+    let pid = |a: &Agent, s: &str| a.running(s)["pid"].as_u64().unwrap();
+    let (keep, change, dropped) = (
+        pid(&agent, "keep"),
+        pid(&agent, "change"),
+        pid(&agent, "drop"),
+    );
+    std::fs::write(
+        &agent.config,
+        "[services.keep]\ncommand = [\"sleep\", \"1000\"]\n[services.change]\ncommand = [\"sleep\", \"2000\"]\n[services.new]\ncommand = [\"sleep\", \"1000\"]\n",
+    )
+    .unwrap();
+    let out = agent.cli(&["reload"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "reloaded: started new; stopped drop; restarted change; 1 unchanged"
+    );
+    assert_eq!(
+        pid(&agent, "keep"),
+        keep,
+        "an unchanged service keeps running"
+    );
+    assert_ne!(pid(&agent, "change"), change, "a changed one runs anew");
+    assert!(!pid_alive(dropped as u32), "a removed one is stopped");
+    pid(&agent, "new");
+    assert!(agent.ps()["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["name"] != "drop"));
+
+    // A config that does not check changes nothing, and says why.
+    std::fs::write(&agent.config, "[services.keep]\ncommand = [\"pyhton3\"]\n").unwrap();
+    let out = agent.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("refused and nothing changed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("pyhton3"), "{}", stderr(&out));
+    assert_eq!(pid(&agent, "keep"), keep);
+
+    // SIGHUP (not a container's init here) reloads too.
+    std::fs::write(
+        &agent.config,
+        "[services.keep]\ncommand = [\"sleep\", \"1000\"]\n[services.change]\ncommand = [\"sleep\", \"2000\"]\n",
+    )
+    .unwrap();
+    // SAFETY: plain kill.
+    unsafe { libc::kill(agent.child.as_ref().unwrap().id() as i32, libc::SIGHUP) };
+    agent.wait_for("new to be stopped by the reload", |a| {
+        a.ps()["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["name"] != "new")
+    });
+    assert_eq!(pid(&agent, "keep"), keep);
 }

@@ -38,7 +38,8 @@ pub(super) async fn handle(sup: &Arc<Supervisor>, info: &AgentBasics, req: Reque
         Request::Start { service } => sup.start(&service).await,
         Request::Stop { service } => sup.stop(&service).await,
         Request::Restart { service } => sup.restart(&service).await,
-        Request::Down => Ok(()),
+        // Answered by the agent's loop.
+        Request::Down | Request::Reload => Ok(()),
     };
     match result {
         Ok(()) => Response::ok(),

@@ -7,6 +7,7 @@ mod detach;
 mod gateway;
 mod logging;
 mod preflight;
+mod reload;
 
 pub use detach::run_detached;
 pub use gateway::run_gateway_only;
@@ -43,7 +44,12 @@ pub fn run_foreground(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(agent_main(config, instances, until));
+    let reloader = reload::Reloader {
+        config: Arc::new(config.clone()),
+        sysroot: sysroot.map(Path::to_path_buf),
+        force,
+    };
+    let result = runtime.block_on(agent_main(config, instances, until, reloader));
     drop(lock);
     result
 }
@@ -88,6 +94,7 @@ async fn agent_main(
     config: Config,
     instances: Vec<steward_plan::Instance>,
     until: Until,
+    reloader: reload::Reloader,
 ) -> Result<Outcome> {
     let started = Instant::now();
     let state_dir = config.state_dir.clone();
@@ -159,6 +166,7 @@ async fn agent_main(
         supervisor: &supervisor,
         instances: &instances,
         until,
+        reloader,
         basics: AgentBasics {
             config: config.path.clone(),
             state_dir: state_dir.clone(),
@@ -179,6 +187,7 @@ struct Running<'a> {
     supervisor: &'a Arc<Supervisor>,
     instances: &'a [steward_plan::Instance],
     until: Until,
+    reloader: reload::Reloader,
     basics: AgentBasics,
 }
 
@@ -299,13 +308,30 @@ impl Running<'_> {
                 _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping every service"); return Ok(()); }
                 _ = sigint.recv() => { tracing::info!("SIGINT: stopping every service"); return Ok(()); }
                 _ = sighup.recv() => {
-                    tracing::info!("SIGHUP: forwarding it to every service");
-                    self.supervisor.signal_all(Signal::SIGHUP).await;
+                    // As a container's init, SIGHUP is for the services (tini's way);
+                    // anywhere else it means: read the config again (systemd's way).
+                    if std::process::id() == 1 {
+                        tracing::info!("SIGHUP: forwarding it to every service");
+                        self.supervisor.signal_all(Signal::SIGHUP).await;
+                    } else {
+                        tracing::info!("SIGHUP: reloading the config");
+                        let (sup, reloader) = (self.supervisor.clone(), self.reloader.clone());
+                        tokio::spawn(async move { log_reload(&reloader.reload(&sup).await) });
+                    }
                 }
                 Some((req, reply)) = req_rx.recv() => {
                     if req == Request::Down {
                         down_replies.push(reply);
                         return Ok(());
+                    }
+                    if req == Request::Reload {
+                        let (sup, reloader) = (self.supervisor.clone(), self.reloader.clone());
+                        tokio::spawn(async move {
+                            let answer = reloader.reload(&sup).await;
+                            log_reload(&answer);
+                            let _ = reply.send(answer);
+                        });
+                        continue;
                     }
                     let sup = self.supervisor.clone();
                     let info = self.basics.clone();
@@ -315,6 +341,29 @@ impl Running<'_> {
                 }
             }
         }
+    }
+}
+
+/// What a reload did, on the agent's log.
+fn log_reload(answer: &Response) {
+    match (&answer.reload, &answer.error) {
+        (Some(r), _) => tracing::info!(
+            "reloaded: started {:?}, stopped {:?}, restarted {:?}, {} unchanged{}",
+            r.started,
+            r.stopped,
+            r.restarted,
+            r.unchanged.len(),
+            if r.not_applied.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; not applied (restart the agent for these): {}",
+                    r.not_applied.join(", ")
+                )
+            }
+        ),
+        (None, Some(e)) => tracing::warn!("reload: {e}"),
+        (None, None) => {}
     }
 }
 
