@@ -179,6 +179,12 @@ if w.name.endswith("#0"):
     open("answers.json", "w").write(json.dumps(answers))
     open(os.path.join("out", os.path.basename(job.input)), "w").write("ok")
     job.complete()
+else:
+    # Leave the first job to #0 so the probes always have one to aim at.
+    import time
+    deadline = time.monotonic() + 60
+    while not os.path.exists("answers.json") and time.monotonic() < deadline:
+        time.sleep(0.05)
 def handle(job):
     open(os.path.join("out", os.path.basename(job.input)), "w").write("ok")
 w.run(handle, wait=5)
