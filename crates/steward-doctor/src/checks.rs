@@ -131,6 +131,14 @@ fn disk(f: &HostFacts) -> Check {
         ByteSize(d.free).both(),
         ByteSize(d.total).both()
     );
+    if d.read_only {
+        return check(
+            "disk",
+            Level::Fail,
+            format!("{seen}, but read-only"),
+            "steward writes its queue, logs and events there: remount it read-write, or set state_dir to a writable place",
+        );
+    }
     if d.free < TWO_GIB || pct < 5 {
         check("disk", Level::Fail, seen, "free space (logs rotate at log.max_size x log.keep per service), or set state_dir on a larger disk")
     } else {

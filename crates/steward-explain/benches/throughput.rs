@@ -33,6 +33,44 @@ fn mixed_log(bytes: usize) -> Vec<u8> {
     out
 }
 
+/// Bytes from a fixed xorshift: binary junk with no line structure to speak of.
+fn random_bytes(bytes: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..bytes)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Every line an `error:` and every line different: nothing for templates to merge.
+fn unique_errors(bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes + 200);
+    let mut i = 0u64;
+    while out.len() < bytes {
+        let w = i.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        out.extend_from_slice(
+            format!(
+                "error: step{i:x} in worker{w:x} lost shard{:x} twice\n",
+                w >> 20
+            )
+            .as_bytes(),
+        );
+        i += 1;
+    }
+    out
+}
+
+/// Seconds `explain` takes over `text`.
+fn time_explain(text: &[u8]) -> f64 {
+    let t = Instant::now();
+    let _ = steward_explain::explain_text(text);
+    t.elapsed().as_secs_f64()
+}
+
 fn main() {
     let mb: usize = std::env::args()
         .skip(1)
@@ -66,5 +104,20 @@ fn main() {
         "\n{mb} MB, {} lines; top finding: {}",
         report.lines,
         report.one_line().unwrap_or_default()
+    );
+    // Hostile inputs: the cost must stay linear, with no slow path for junk.
+    let five = 5 << 20;
+    println!("\n| 5 MB of | seconds |\n|---|---|");
+    println!(
+        "| random bytes | {:.2} |",
+        time_explain(&random_bytes(five))
+    );
+    println!(
+        "| unique `error:` lines | {:.2} |",
+        time_explain(&unique_errors(five))
+    );
+    println!(
+        "| the mixed log above | {:.2} |",
+        time_explain(&mixed_log(five))
     );
 }

@@ -26,6 +26,7 @@ pub struct Finding {
     pub detail: Option<String>,
     pub noise: bool,
     pub sympathetic: bool,
+    pub generic: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -63,6 +64,8 @@ struct Hit {
     lines: Vec<usize>,
     /// Process ids named in the matching lines (bounded), for correlation.
     pids: std::collections::BTreeSet<u32>,
+    /// The last Python stack frame (`File "…", line N, in f`) before the line shown.
+    frame: Option<String>,
 }
 
 /// Most pids remembered per signature.
@@ -85,6 +88,8 @@ pub struct Explainer {
     hits: Vec<Option<Hit>>,
     near: Vec<Vec<usize>>,
     templates: Templates,
+    /// The latest Python stack frame line, so an exception can say where it was raised.
+    last_frame: Option<String>,
 }
 
 impl Default for Explainer {
@@ -105,12 +110,16 @@ impl Explainer {
             hits: (0..cat.signatures.len()).map(|_| None).collect(),
             near: vec![Vec::new(); cat.signatures.len()],
             templates: Templates::default(),
+            last_frame: None,
         }
     }
 
     pub fn feed(&mut self, raw: &[u8]) {
         self.n += 1;
         let line = normalise(raw);
+        if line.trim_start().starts_with("File \"") {
+            self.last_frame = Some(line.trim().chars().take(300).collect());
+        }
         let matches = self.cat.set.matches(&line);
         let mut any = false;
         let mut seen = std::collections::BTreeSet::new();
@@ -137,12 +146,14 @@ impl Explainer {
                 count: 0,
                 lines: Vec::new(),
                 pids: Default::default(),
+                frame: self.last_frame.clone(),
             });
             hit.count += 1;
             if rank < hit.shown_rank {
                 hit.shown_rank = rank;
                 hit.shown_no = self.n;
                 hit.line = line.chars().take(1000).collect();
+                hit.frame = self.last_frame.clone();
             }
             if hit.lines.len() < KEEP_LINES {
                 hit.lines.push(self.n);
@@ -183,7 +194,11 @@ impl Explainer {
                     Some((what, action)) => format!("Xid {code}: {what}; {action}"),
                     None => format!("Xid {code}: see NVIDIA's Xid catalogue"),
                 })
-                .or_else(|| fragmentation(&hit.line));
+                .or_else(|| fragmentation(&hit.line))
+                .or_else(|| {
+                    let frame = hit.frame.as_ref().filter(|_| sig.generic)?;
+                    Some(format!("raised at {frame}"))
+                });
             findings.push(Finding {
                 id: sig.id.clone(),
                 category: sig.category.clone(),
@@ -203,6 +218,7 @@ impl Explainer {
                 detail,
                 noise: sig.noise,
                 sympathetic: sig.sympathetic,
+                generic: sig.generic,
             });
         }
         // A specific signature beats a generic one for the same lines (a CUDA segfault over
@@ -241,7 +257,9 @@ impl Explainer {
                 }
             }
         }
-        let has_cause = findings.iter().any(|f| !f.noise && !f.sympathetic);
+        let has_cause = findings
+            .iter()
+            .any(|f| !f.noise && !f.sympathetic && !f.generic);
         for f in &mut findings {
             if f.sympathetic && has_cause {
                 f.score *= 0.5;
@@ -363,6 +381,42 @@ mod tests {
         let r = explain_text(&huge);
         assert_eq!(r.lines, 1);
         let _ = explain_text(b"\xff\xfe CUDA out of memory \xc3\x28");
+    }
+
+    #[test]
+    fn an_uncaught_python_exception_is_the_cause_with_its_type_message_and_frame() {
+        let log = b"Traceback (most recent call last):\n  File \"/app/worker.py\", line 3, in <module>\n    cfg = open(\"config.json\")\nFileNotFoundError: [Errno 2] No such file or directory: 'config.json'\n";
+        let r = explain_text(log);
+        let f = r.top().expect("a finding");
+        assert_eq!(f.category, "python-exception");
+        assert!(f.line.starts_with("FileNotFoundError: [Errno 2]"), "{f:?}");
+        assert_eq!(
+            f.detail.as_deref(),
+            Some("raised at File \"/app/worker.py\", line 3, in <module>")
+        );
+        assert!(r.unrecognised.is_empty(), "{:?}", r.unrecognised);
+        let dotted = b"Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\nModuleNotFoundError: No module named 'vllm'\n";
+        let top = explain_text(dotted).one_line().unwrap();
+        assert!(
+            top.starts_with("python-exception: ModuleNotFoundError: No module named 'vllm'"),
+            "{top}"
+        );
+        // A bare "Error:" log line or a name without a traceback is not an exception.
+        assert!(explain_text(b"Error: disk quota\nKeyError: 'x'\n")
+            .top()
+            .is_none());
+    }
+
+    #[test]
+    fn a_specific_cause_inside_a_traceback_outranks_the_exception() {
+        let log = b"Traceback (most recent call last):\n  File \"t.py\", line 9, in step\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.\n";
+        let r = explain_text(log);
+        assert_eq!(r.top().unwrap().category, "cuda-oom");
+        let engine = b"Traceback (most recent call last):\n  File \"v.py\", line 9, in run\nvllm.engine.async_llm_engine.AsyncEngineDeadError: Background loop has errored already.\n";
+        assert_ne!(
+            explain_text(engine).top().unwrap().category,
+            "python-exception"
+        );
     }
 
     #[test]

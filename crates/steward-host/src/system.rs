@@ -174,9 +174,12 @@ fn dir_size(dir: &std::path::Path) -> u64 {
 pub struct DiskFacts {
     pub total: u64,
     pub free: u64,
+    /// The state dir cannot be written: a read-only mount, or no write permission.
+    pub read_only: bool,
 }
 
-/// In a fixture root, `steward-fixture/disk` (`TOTAL FREE` in bytes) stands in for statvfs.
+/// In a fixture root, `steward-fixture/disk` (`TOTAL FREE [ro]`, sizes in bytes) stands
+/// in for statvfs.
 pub const DISK_FIXTURE: &str = "steward-fixture/disk";
 
 impl DiskFacts {
@@ -190,14 +193,24 @@ impl DiskFacts {
                         source,
                     }
                 })?;
-            let mut it = text
-                .split_whitespace()
-                .filter_map(|v| v.parse::<u64>().ok());
-            return match (it.next(), it.next()) {
-                (Some(total), Some(free)) => Ok(DiskFacts { total, free }),
+            let words: Vec<&str> = text.split_whitespace().collect();
+            return match words[..] {
+                [total, free, ref rest @ ..] if rest.len() <= 1 => {
+                    match (total.parse(), free.parse(), rest.first()) {
+                        (Ok(total), Ok(free), None | Some(&"ro")) => Ok(DiskFacts {
+                            total,
+                            free,
+                            read_only: !rest.is_empty(),
+                        }),
+                        _ => Err(HostError::Parse {
+                            path: root.root().join(DISK_FIXTURE),
+                            what: "expected TOTAL FREE [ro]".into(),
+                        }),
+                    }
+                }
                 _ => Err(HostError::Parse {
                     path: root.root().join(DISK_FIXTURE),
-                    what: "expected TOTAL FREE".into(),
+                    what: "expected TOTAL FREE [ro]".into(),
                 }),
             };
         }
@@ -210,9 +223,13 @@ impl DiskFacts {
             source: e.into(),
         })?;
         let frsize = st.fragment_size() as u64;
+        // Root passes permission checks, not a read-only mount: ask both.
+        let read_only = st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY)
+            || nix::unistd::access(existing, nix::unistd::AccessFlags::W_OK).is_err();
         Ok(DiskFacts {
             total: st.blocks() as u64 * frsize,
             free: st.blocks_available() as u64 * frsize,
+            read_only,
         })
     }
 }

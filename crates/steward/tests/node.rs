@@ -42,6 +42,26 @@ fn plan_and_doctor_on_this_machine() {
     assert!(!host["cpu"]["online"].as_array().unwrap().is_empty());
 }
 
+#[test]
+fn doctor_fails_the_disk_check_when_the_state_dir_is_read_only() {
+    let agent =
+        Agent::prepare("state_dir = \"state\"\n[services.web]\ncommand = [\"sleep\", \"1\"]\n");
+    let _fs = Tmpfs::mount(&agent.path().join("state"), "size=1m,ro");
+    let cfg = agent.config.to_str().unwrap();
+    let out = steward(&["doctor", "--no-dns", "-f", cfg], agent.path());
+    let text = stdout(&out);
+    assert!(!out.status.success(), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains(" disk "))
+        .unwrap_or_else(|| panic!("no disk line: {text}"));
+    assert!(
+        line.starts_with("fail") && line.contains("read-only"),
+        "{text}"
+    );
+    assert!(text.contains("remount it read-write"), "{text}");
+}
+
 /// A node where everything doctor looks at is wrong.
 fn broken_node(root: &Path) {
     let mut host = SyntheticHost::amd_two_ccx();

@@ -619,40 +619,12 @@ fn a_file_name_that_is_not_utf8_reaches_the_worker_byte_for_byte() {
     assert!(stdout(&ls).contains("\\xff\\xfe-x.txt"), "{}", stdout(&ls));
 }
 
-/// A small tmpfs mounted for one test (root), unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .unwrap();
-        assert!(
-            ok.success(),
-            "this test mounts a tmpfs (as root) to fill a disk"
-        );
-        Tmpfs(at.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[test]
 fn run_until_empty_on_a_full_disk_stops_saying_how_to_go_on_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     write_inputs(&dir.path().join("in"), 30);
     let state = dir.path().join("state");
-    let _fs = Tmpfs::mount(&state, "8m");
+    let _fs = Tmpfs::mount(&state, "size=8m");
     std::fs::write(
         dir.path().join("steward.toml"),
         "state_dir = \"state\"\n[pipelines.p]\ncommand = [\"sh\", \"-c\", \"sleep 0.2; cp \\\"$0\\\" \\\"$1\\\"\", \"{input}\", \"{output_dir}/{name}\"]\ninputs = [\"in\"]\nexpect_output = \"{output_dir}/{name}\"\n",

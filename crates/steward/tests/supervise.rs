@@ -331,6 +331,31 @@ restart = "never"
 }
 
 #[test]
+fn a_worker_crash_looping_on_an_uncaught_python_exception_is_explained_in_ps() {
+    let agent = Agent::start(
+        r#"
+[services.worker]
+command = ["python3", "-c", "import json\nprint('loading')\ncfg = json.load(open('config.json'))"]
+backoff = { initial = "1s", max = "1s" }
+"#,
+    );
+    agent.wait_for("a second crash", |a| {
+        a.events_of("worker", "exited").len() >= 2
+    });
+    let why = agent.service("worker")["last_explain"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        why.starts_with("python-exception: FileNotFoundError: [Errno 2] No such file or directory: 'config.json'"),
+        "{why}"
+    );
+    let ps = stdout(&agent.cli(&["ps"]));
+    assert!(ps.contains("worker: "), "{ps}");
+    assert!(ps.contains("python-exception: FileNotFoundError"), "{ps}");
+}
+
+#[test]
 fn a_deleted_log_file_is_made_again_while_the_service_runs_and_across_a_restart() {
     let agent = Agent::start(
         "[services.talker]\ncommand = \"while true; do echo line; sleep 0.05; done\"\nshell = true\n",
@@ -359,25 +384,7 @@ fn a_log_on_a_full_disk_is_said_once_with_one_event_not_hundreds_of_times() {
     );
     let logs = agent.state_dir().join("logs/chatty");
     std::fs::create_dir_all(&logs).unwrap();
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&logs)
-        .status()
-        .unwrap();
-    assert!(
-        ok.success(),
-        "this test mounts a tmpfs (as root) to fill a disk"
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _unmount = Unmount(logs.clone());
+    let _fs = Tmpfs::mount(&logs, "size=256k");
     let agent = agent.launch(&[]);
     agent.wait_for("the log_write_failed event", |a| {
         !a.events_of("chatty", "log_write_failed").is_empty()

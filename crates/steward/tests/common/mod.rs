@@ -308,3 +308,29 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A small tmpfs mounted for one test (as root), unmounted when dropped, even on failure.
+pub struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// `options` as for `mount -o`: `size=8m`, `size=1m,ro`.
+    pub fn mount(at: &std::path::Path, options: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "this test mounts a tmpfs (as root)");
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
