@@ -1,5 +1,6 @@
-//! Turning paths into jobs: walk directories, filter by glob, key each file (the blake3 of
-//! its content by default, so the same file enqueued twice, or renamed, is one job).
+//! Turning paths into jobs: walk directories, filter by glob, key each file (by default the
+//! blake3 of its content with its name, so the same file enqueued twice, or moved, is one
+//! job).
 
 use crate::QueueError;
 use std::path::{Path, PathBuf};
