@@ -421,3 +421,49 @@ impl Cli {
         command
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() && path.contains(' ') {
+                missing.push(format!("{path} (the command itself)"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg
+                    .get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+                {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&<super::Cli as CommandFactory>::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no help for: {missing:?}");
+    }
+
+    #[test]
+    fn the_values_of_state_are_listed() {
+        let help = <super::Cli as CommandFactory>::command()
+            .find_subcommand_mut("queue")
+            .and_then(|q| q.find_subcommand_mut("ls"))
+            .map(|ls| ls.render_long_help().to_string())
+            .unwrap_or_default();
+        for state in ["pending", "running", "retrying", "succeeded", "quarantined"] {
+            assert!(help.contains(state), "{state} missing from:\n{help}");
+        }
+    }
+}

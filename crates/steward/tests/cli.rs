@@ -60,3 +60,31 @@ fn file_and_state_dir_are_accepted_anywhere() {
     );
     assert!(stderr(&out).contains("/st"), "{}", stderr(&out));
 }
+
+#[test]
+fn bad_fake_gpus_and_a_zero_top_are_refused_naming_what_they_take() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("steward.toml"),
+        "[services.a]\ncommand = [\"sleep\", \"1\"]\ngpus = \"all\"\n",
+    )
+    .unwrap();
+    for bad in ["abc", "99999999", "-1"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))
+            .args(["config", "check"])
+            .current_dir(dir.path())
+            .env("STEWARD_FAKE_GPUS", bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            stderr(&out).contains("is not a number of fake GPUs from 0 to 64"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+    std::fs::write(dir.path().join("log"), "CUDA out of memory\n").unwrap();
+    let out = steward(&["explain", "--top", "0", "log"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("0 is not in 1.."), "{}", stderr(&out));
+}
