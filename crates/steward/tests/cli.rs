@@ -88,3 +88,21 @@ fn bad_fake_gpus_and_a_zero_top_are_refused_naming_what_they_take() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("0 is not in 1.."), "{}", stderr(&out));
 }
+
+#[test]
+fn queue_reads_on_a_mistyped_state_dir_say_there_is_no_queue_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("srv/typo");
+    let t = typo.to_str().unwrap();
+    for cmd in ["stats", "ls", "export"] {
+        let out = steward(&["queue", "--state-dir", t, cmd], dir.path());
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        assert!(
+            stderr(&out).contains("there is no queue at")
+                && stderr(&out).contains("check --state-dir"),
+            "{cmd}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!typo.exists(), "a read made the state dir");
+}
