@@ -24,6 +24,7 @@ pub struct RawConfig {
     pub pipelines: BTreeMap<String, RawPipeline>,
     pub gateway: Option<crate::gateway::RawGateway>,
     pub queue: Option<RawQueue>,
+    pub node: Option<crate::node::RawNode>,
 }
 
 /// A validated config, ready to run.
@@ -40,6 +41,7 @@ pub struct Config {
     pub pipelines: BTreeMap<String, crate::Pipeline>,
     pub gateway: Option<crate::Gateway>,
     pub queue: QueueSettings,
+    pub node: crate::Node,
 }
 
 impl Config {
@@ -83,6 +85,7 @@ pub(crate) fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
         .map(|g| crate::gateway::resolve(&ctx, g, &services))
         .transpose()?;
     let queue = crate::queue::resolve(&ctx, raw.queue)?;
+    let node = crate::node::resolve(&ctx, raw.node)?;
     Ok(Config {
         path: abs_path,
         state_dir,
@@ -91,6 +94,7 @@ pub(crate) fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
         pipelines,
         gateway,
         queue,
+        node,
     })
 }
 

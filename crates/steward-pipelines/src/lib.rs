@@ -5,6 +5,7 @@
 //! and a stall watch keep a silent deadlock from going unnoticed.
 
 mod confine;
+mod fleet;
 mod lease;
 mod per_job;
 mod progress;
@@ -14,6 +15,7 @@ mod runner;
 mod set;
 mod stall;
 
+pub use fleet::Fleet;
 pub use lease::{LeaseBroker, LEASE_TTL};
 pub use progress::{write_progress, PipelineProgress};
 pub use runner::{PipelineRunner, RunSummary};

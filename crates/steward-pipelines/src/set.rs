@@ -3,6 +3,7 @@
 //! API for lease-mode workers, `progress.json` kept current, and the queue backed up.
 //! Everything stops on the agent's shutdown signal and is awaited, never aborted.
 
+use crate::fleet::Fleet;
 use crate::lease::{self, LeaseBroker};
 use crate::progress::write_progress;
 use crate::runner::{PipelineRunner, RunSummary};
@@ -10,9 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use steward_config::{Config, PipelineMode, QueueSettings, StateDir};
-use steward_events::EventKind;
 use steward_plan::Instance;
-use steward_queue::{JobStore, QueueError};
+use steward_queue::{JobStore, NodeInfo, QueueError};
 use steward_supervise::{Supervisor, SupervisorContext};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -22,8 +22,8 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelinesError {
-    #[error("cannot take back the leases of the agent before this one: {0}")]
-    Rescue(#[source] QueueError),
+    #[error("cannot join the queue's fleet: {0}")]
+    Join(#[source] QueueError),
     #[error("{pipeline}: cannot enqueue its inputs: {source}")]
     Inputs {
         pipeline: String,
@@ -93,6 +93,8 @@ pub struct Start<'a> {
     pub supervisor: &'a Arc<Supervisor>,
     pub instances: &'a [Instance],
     pub store: Arc<dyn JobStore>,
+    /// This node as the fleet will see it (its run id is given at join).
+    pub node: NodeInfo,
     pub lease_listener: Option<LeaseEndpoint>,
     /// Stop once every queue is drained (`steward run --until-empty`).
     pub until_empty: bool,
@@ -105,6 +107,7 @@ pub struct Pipelines {
     drained: Option<oneshot::Receiver<()>>,
     background: Vec<JoinHandle<()>>,
     state_dir: StateDir,
+    fleet: Option<Arc<Fleet>>,
 }
 
 impl Pipelines {
@@ -119,22 +122,19 @@ impl Pipelines {
                 drained: Some(done_rx),
                 background: Vec::new(),
                 state_dir,
+                fleet: None,
             });
         }
-        let run_id = format!("{:08x}/", fastrand::u32(..));
-        let rescued = s
-            .store
-            .rescue(Some(&run_id), &steward_config::Backoff::default())
-            .await
-            .map_err(PipelinesError::Rescue)?;
-        if !rescued.is_empty() {
-            s.ctx.emit(
-                None,
-                EventKind::JobsRescued {
-                    jobs: rescued.iter().map(|r| r.0).collect(),
-                },
-            );
-        }
+        let fleet = Fleet::join(
+            s.store.clone(),
+            s.ctx.clone(),
+            s.node.clone(),
+            &s.config.node,
+            s.config.queue.keep_finished.0,
+        )
+        .await
+        .map_err(PipelinesError::Join)?;
+        let run_id = fleet.owner_prefix();
         let mut runners = Vec::new();
         let mut tasks = Vec::new();
         for p in s.config.pipelines.values() {
@@ -202,15 +202,21 @@ impl Pipelines {
         )));
         background.push(tokio::spawn(backup_loop(
             s.store.clone(),
-            s.config.queue,
+            s.config.queue.clone(),
             s.shutdown.clone(),
         )));
+        background.push(tokio::spawn(
+            fleet
+                .clone()
+                .run(Some(s.supervisor.clone()), s.shutdown.clone()),
+        ));
         Ok(Pipelines {
             runners,
             joined,
             drained: Some(done_rx),
             background,
             state_dir,
+            fleet: Some(fleet),
         })
     }
 
@@ -230,6 +236,10 @@ impl Pipelines {
         let _ = self.joined.await;
         for t in self.background {
             let _ = t.await;
+        }
+        // Only now: a node that left has its leases taken back by the others.
+        if let Some(fleet) = &self.fleet {
+            fleet.leave().await;
         }
         save_progress(&self.state_dir, &self.runners).await;
         let mut out = Vec::new();

@@ -33,6 +33,8 @@ pub enum QueueError {
     Unsupported(String),
     #[error("the queue's writer thread has stopped")]
     WriterGone,
+    #[error("{0}")]
+    NodeTaken(crate::nodes::NodeTaken),
 }
 
 /// A row that does not read as a job, carried through rusqlite's row mapping.

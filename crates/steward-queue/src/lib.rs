@@ -7,6 +7,7 @@ mod backups;
 mod error;
 mod inputs;
 mod job;
+pub mod nodes;
 mod rebuild;
 mod sqlite;
 mod store;
@@ -20,6 +21,7 @@ pub use job::{
     Attempt, Counts, EnqueueOutcome, FailOutcome, Failure, Job, JobFilter, JobState, Lease, NewJob,
     Selection, Stats,
 };
+pub use nodes::{NodeInfo, NodeRow, NodeTaken};
 pub use rebuild::{rebuild_done, Rebuilt};
 pub use sqlite::SqliteStore;
 pub use store::JobStore;

@@ -7,6 +7,7 @@ use crate::job::{
     Attempt, EnqueueOutcome, FailOutcome, Failure, Job, JobFilter, JobState, Lease, NewJob,
     Selection, Stats,
 };
+use crate::nodes::{NodeInfo, NodeRow};
 use crate::QueueError;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +30,24 @@ pub trait JobStore: Send + Sync {
         owner: &str,
         ttl: Duration,
     ) -> Result<Option<Job>, QueueError>;
+
+    /// Claims up to `owners.len()` ready jobs of `queue` at once (priority, then age), the
+    /// i-th to `owners[i]`: one round trip for every free slot.
+    async fn lease_many(
+        &self,
+        queue: &str,
+        owners: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<Job>, QueueError> {
+        let mut out = Vec::new();
+        for owner in owners {
+            match self.lease(queue, owner, ttl).await? {
+                Some(job) => out.push(job),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
 
     /// Completes `done` and leases the next job in one round trip, for a worker that loops.
     /// True in the first place when `done` was still held.
@@ -69,14 +88,43 @@ pub trait JobStore: Send + Sync {
     /// Quarantines a leased job at once, without retries (an input that must never run).
     async fn quarantine_now(&self, lease: &Lease, failure: Failure) -> Result<bool, QueueError>;
 
-    /// Fails with `LeaseExpired` every running job whose lease expired, and, given
-    /// `current_owner_prefix` (this agent's run), every lease held by anyone else: an
-    /// agent that died.
+    /// Fails with `LeaseExpired` every running job that no live run of a node holds: its
+    /// lease expired, or its owner's `<node>/<run>/` is not the current run of a node that
+    /// beat within `node_ttl` and has not stopped (the agent died, or restarted).
     async fn rescue(
         &self,
-        current_owner_prefix: Option<&str>,
+        node_ttl: Duration,
         backoff: &Backoff,
     ) -> Result<Vec<(i64, FailOutcome)>, QueueError>;
+
+    /// Deletes at most `batch` finished jobs (succeeded, quarantined, cancelled) that
+    /// finished longer than `older_than` ago; the leader calls it until it returns less
+    /// than `batch`, so no one statement holds the table long.
+    async fn prune(&self, older_than: Duration, batch: usize) -> Result<u64, QueueError>;
+
+    /// Registers this run of a node. Refused with [`QueueError::NodeTaken`] while another
+    /// live run holds the name (see [`crate::nodes::can_take_over`]).
+    async fn join(&self, node: &NodeInfo, node_ttl: Duration) -> Result<(), QueueError>;
+
+    /// Writes the node's heartbeat and what it says of itself; false when its name has
+    /// since been taken over by another run (this one was thought dead).
+    async fn beat(&self, node: &NodeInfo) -> Result<bool, QueueError>;
+
+    /// Marks the node stopped (its leases are rescued at once) and gives up leadership.
+    async fn leave(&self, node: &NodeInfo) -> Result<(), QueueError>;
+
+    /// Every node that registered, with whether it is alive by `node_ttl` and who leads.
+    async fn nodes(&self, node_ttl: Duration) -> Result<Vec<NodeRow>, QueueError>;
+
+    /// Takes or keeps the one leader's lease for `ttl`; true while this run leads. The
+    /// leader rescues the leases of dead nodes and prunes finished jobs.
+    async fn lead(&self, node: &NodeInfo, ttl: Duration) -> Result<bool, QueueError>;
+
+    /// Hints that a queue has new work (its name), where the store can send them
+    /// (PostgreSQL's LISTEN/NOTIFY). Only a hint: callers poll as well.
+    fn wakeups(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
 
     /// Puts jobs back to pending with their attempts reset (running jobs are left alone).
     async fn retry(&self, which: Selection) -> Result<u64, QueueError>;

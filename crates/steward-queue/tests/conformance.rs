@@ -8,6 +8,18 @@ use steward_events::ExitClass;
 use steward_queue::*;
 
 const TTL: Duration = Duration::from_secs(60);
+const NODE_TTL: Duration = Duration::from_secs(30);
+
+fn node(name: &str, run: &str) -> NodeInfo {
+    NodeInfo {
+        name: name.into(),
+        run: run.into(),
+        host: "here".into(),
+        pid: std::process::id(),
+        version: "test".into(),
+        ..Default::default()
+    }
+}
 
 fn job(key: &str) -> NewJob {
     NewJob {
@@ -137,9 +149,11 @@ mod cases {
 
     pub async fn heartbeats_extend_leases_and_progress_is_recorded(q: Arc<dyn JobStore>) {
         let q = q.as_ref();
+        let me = node("n1", "r1");
+        q.join(&me, NODE_TTL).await.unwrap();
         q.enqueue(vec![job("a")]).await.unwrap();
         let j = q
-            .lease("pdf", "w1", Duration::from_millis(1))
+            .lease("pdf", &me.owner("w1"), Duration::from_millis(1))
             .await
             .unwrap()
             .unwrap();
@@ -160,23 +174,39 @@ mod cases {
             "extended"
         );
         assert!(
-            q.rescue(None, &no_backoff()).await.unwrap().is_empty(),
-            "not expired"
+            q.rescue(NODE_TTL, &no_backoff()).await.unwrap().is_empty(),
+            "not expired, and its node is alive"
         );
     }
 
     pub async fn expired_leases_and_leases_of_a_dead_agent_are_rescued(q: Arc<dyn JobStore>) {
         let q = q.as_ref();
-        q.enqueue(vec![job("a"), job("b")]).await.unwrap();
+        let (mut n1, n2) = (node("n1", "r1"), node("n2", "r1"));
+        // Its process is gone by the time it restarts (no pid is this large).
+        n1.pid = 999_999_999;
+        q.join(&n1, NODE_TTL).await.unwrap();
+        q.join(&n2, NODE_TTL).await.unwrap();
+        q.enqueue(vec![job("a"), job("b"), job("c"), job("d")])
+            .await
+            .unwrap();
         let a = q
-            .lease("pdf", "agent-1/w#0", Duration::ZERO)
+            .lease("pdf", &n1.owner("w#0"), Duration::ZERO)
             .await
             .unwrap()
             .unwrap();
-        let b = q.lease("pdf", "agent-2/w#0", TTL).await.unwrap().unwrap();
+        let b = q
+            .lease("pdf", &n2.owner("w#0"), TTL)
+            .await
+            .unwrap()
+            .unwrap();
+        let c = q
+            .lease("pdf", &n1.owner("w#1"), TTL)
+            .await
+            .unwrap()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let rescued = loop {
-            let r = q.rescue(None, &no_backoff()).await.unwrap();
+            let r = q.rescue(NODE_TTL, &no_backoff()).await.unwrap();
             if !r.is_empty() {
                 break r;
             }
@@ -186,34 +216,152 @@ mod cases {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
-        assert_eq!(rescued.len(), 1, "only the expired lease");
+        assert_eq!(rescued.len(), 1, "only the expired lease: {rescued:?}");
         assert_eq!(rescued[0].0, a.id);
-        assert!(
-            q.rescue(Some("agent-2/"), &no_backoff())
-                .await
-                .unwrap()
-                .is_empty(),
-            "agent-2's own lease is kept"
-        );
-        let rescued = q.rescue(Some("agent-3/"), &no_backoff()).await.unwrap();
-        assert_eq!(
-            rescued[0].0, b.id,
-            "a new agent takes back every lease of the one before"
-        );
         let (_, attempts) = q.get(a.id).await.unwrap().unwrap();
         assert_eq!(attempts[0].class, Some(ExitClass::LeaseExpired));
-        // A prefix with LIKE's wildcards in it matches only itself.
-        q.enqueue(vec![job("c")]).await.unwrap();
-        let c = lease(q, "run_1/w").await.unwrap();
-        assert!(q
-            .rescue(Some("run_1/"), &no_backoff())
+        // n1 restarts: a new run of the same node; what its earlier run held is taken back,
+        // and n2's leases are left alone.
+        let n1_again = node("n1", "r2");
+        q.join(&n1_again, NODE_TTL).await.unwrap();
+        let rescued = q.rescue(NODE_TTL, &no_backoff()).await.unwrap();
+        assert_eq!(
+            rescued.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [c.id],
+            "the earlier run's lease, and only it"
+        );
+        // n2 stops beating: once past the TTL it is dead and its lease is rescued.
+        let short = Duration::from_millis(50);
+        eventually("n2 to be silent past a short TTL", || async {
+            !q.rescue(short, &no_backoff()).await.unwrap().is_empty()
+                || q.get(b.id).await.unwrap().unwrap().0.state != JobState::Running
+        })
+        .await;
+        assert_ne!(
+            q.get(b.id).await.unwrap().unwrap().0.state,
+            JobState::Running
+        );
+        // A lease whose owner names no registered node is no one's.
+        let d = lease(q, "stray").await.unwrap();
+        assert_eq!(q.rescue(NODE_TTL, &no_backoff()).await.unwrap()[0].0, d.id);
+        // A node that leaves gives its leases back at once.
+        q.enqueue(vec![job("e")]).await.unwrap();
+        let e = q
+            .lease("pdf", &n1_again.owner("w#0"), TTL)
             .await
             .unwrap()
-            .is_empty());
-        assert_eq!(
-            q.rescue(Some("run%"), &no_backoff()).await.unwrap()[0].0,
-            c.id
+            .unwrap();
+        assert!(q.rescue(NODE_TTL, &no_backoff()).await.unwrap().is_empty());
+        q.leave(&n1_again).await.unwrap();
+        assert_eq!(q.rescue(NODE_TTL, &no_backoff()).await.unwrap()[0].0, e.id);
+    }
+
+    pub async fn nodes_join_beat_lead_and_leave_and_a_live_name_is_not_taken(q: Arc<dyn JobStore>) {
+        let q = q.as_ref();
+        let mut a = node("gpu-1", "r1");
+        a.host = "host-a".into();
+        a.pid = 4242;
+        q.join(&a, NODE_TTL).await.unwrap();
+        // The same name from another host while the first is alive: refused, naming it.
+        let mut b = node("gpu-1", "r9");
+        b.host = "host-b".into();
+        match q.join(&b, NODE_TTL).await {
+            Err(QueueError::NodeTaken(t)) => {
+                assert_eq!((t.pid, t.host.as_str()), (4242, "host-a"));
+                assert!(t.to_string().contains("pid 4242 on host host-a"), "{t}");
+            }
+            other => panic!("a live name was taken: {other:?}"),
+        }
+        let c = node("gpu-2", "r1");
+        q.join(&c, NODE_TTL).await.unwrap();
+        assert!(
+            q.lead(&a, NODE_TTL).await.unwrap(),
+            "the first to ask leads"
         );
+        assert!(!q.lead(&c, NODE_TTL).await.unwrap(), "exactly one leader");
+        assert!(
+            q.lead(&a, NODE_TTL).await.unwrap(),
+            "the leader keeps its lease"
+        );
+        q.enqueue(vec![job("x")]).await.unwrap();
+        q.lease("pdf", &a.owner("w#0"), TTL).await.unwrap().unwrap();
+        a.services_up = 3;
+        assert!(q.beat(&a).await.unwrap());
+        let nodes = q.nodes(NODE_TTL).await.unwrap();
+        let row = nodes.iter().find(|n| n.info.name == "gpu-1").unwrap();
+        assert!(row.alive && row.leader && !row.stopped);
+        assert_eq!((row.info.services_up, row.jobs_running), (3, 1));
+        assert_eq!(nodes.len(), 2);
+        // Leaving gives up the lead; another node takes it.
+        q.leave(&a).await.unwrap();
+        assert!(!q.beat(&a).await.unwrap(), "a stopped run does not beat");
+        assert!(q.lead(&c, NODE_TTL).await.unwrap());
+        let row = q
+            .nodes(NODE_TTL)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|n| n.info.name == "gpu-1")
+            .unwrap();
+        assert!(row.stopped && !row.alive && !row.leader);
+        // Now the name is free for the other host; the old run cannot beat for it.
+        q.join(&b, NODE_TTL).await.unwrap();
+        assert!(!q.beat(&a).await.unwrap());
+        assert!(q.beat(&b).await.unwrap());
+        // A leader silent past its lease is replaced.
+        let short = Duration::from_millis(20);
+        let d = node("gpu-3", "r1");
+        q.join(&d, NODE_TTL).await.unwrap();
+        assert!(q.lead(&c, short).await.unwrap());
+        eventually("the leader's lease to run out", || async {
+            q.lead(&d, NODE_TTL).await.unwrap()
+        })
+        .await;
+        assert!(!q.lead(&c, NODE_TTL).await.unwrap());
+    }
+
+    pub async fn lease_many_claims_up_to_the_free_slots_in_order(q: Arc<dyn JobStore>) {
+        let q = q.as_ref();
+        q.enqueue((0..5).map(|i| job(&i.to_string())).collect())
+            .await
+            .unwrap();
+        let owners: Vec<String> = (0..3).map(|i| format!("w{i}")).collect();
+        let got = q.lease_many("pdf", &owners, TTL).await.unwrap();
+        assert_eq!(
+            got.iter().map(|j| j.key.as_str()).collect::<Vec<_>>(),
+            ["0", "1", "2"]
+        );
+        for (j, o) in got.iter().zip(&owners) {
+            assert_eq!(j.lease_owner.as_deref(), Some(o.as_str()));
+            assert_eq!((j.state, j.attempts), (JobState::Running, 1));
+        }
+        let rest = q.lease_many("pdf", &owners, TTL).await.unwrap();
+        assert_eq!(rest.len(), 2, "only what is ready");
+        assert!(q.lease_many("pdf", &owners, TTL).await.unwrap().is_empty());
+        assert!(q.lease_many("pdf", &[], TTL).await.unwrap().is_empty());
+    }
+
+    pub async fn prune_deletes_old_finished_jobs_in_batches(q: Arc<dyn JobStore>) {
+        let q = q.as_ref();
+        q.enqueue((0..7).map(|i| job(&i.to_string())).collect())
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            let j = lease(q, "w").await.unwrap();
+            q.complete(&j.lease().unwrap()).await.unwrap();
+        }
+        let running = lease(q, "w").await.unwrap();
+        assert_eq!(q.prune(Duration::from_secs(3600), 10).await.unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(q.prune(Duration::from_millis(1), 2).await.unwrap(), 2);
+        assert_eq!(q.prune(Duration::from_millis(1), 10).await.unwrap(), 3);
+        assert_eq!(q.prune(Duration::from_millis(1), 10).await.unwrap(), 0);
+        let counts = q.stats(None).await.unwrap().counts;
+        assert_eq!(
+            (counts.running, counts.pending, counts.succeeded),
+            (1, 1, 0)
+        );
+        assert!(q.get(running.id).await.unwrap().is_some());
     }
 
     pub async fn a_failed_job_waits_out_its_backoff(q: Arc<dyn JobStore>) {
@@ -498,6 +646,9 @@ macro_rules! conformance {
             a_late_answer_from_a_lost_lease_changes_nothing,
             heartbeats_extend_leases_and_progress_is_recorded,
             expired_leases_and_leases_of_a_dead_agent_are_rescued,
+            nodes_join_beat_lead_and_leave_and_a_live_name_is_not_taken,
+            lease_many_claims_up_to_the_free_slots_in_order,
+            prune_deletes_old_finished_jobs_in_batches,
             a_failed_job_waits_out_its_backoff,
             higher_priority_first_then_oldest,
             quarantine_now_skips_the_retries,

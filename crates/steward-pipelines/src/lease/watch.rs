@@ -64,7 +64,12 @@ async fn check_timeouts(broker: &LeaseBroker) {
             .await
             .unwrap_or_default();
         for job in running {
-            let Some(owner) = job.lease_owner.clone() else {
+            // Only this run's leases: other nodes watch their own.
+            let Some(owner) = job
+                .lease_owner
+                .clone()
+                .filter(|o| o.starts_with(&broker.owner_prefix))
+            else {
                 continue;
             };
             let expired = job.lease_expires_at.is_some_and(|t| t < now);

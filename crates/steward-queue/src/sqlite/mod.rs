@@ -3,6 +3,7 @@
 //! are durable; reads run on tokio's blocking pool. So no call blocks the async runtime.
 
 mod filter;
+mod nodes;
 mod reads;
 mod rows;
 mod schema;
@@ -14,6 +15,7 @@ use crate::job::{
     Attempt, EnqueueOutcome, FailOutcome, Failure, Job, JobFilter, JobState, Lease, NewJob,
     Selection, Stats,
 };
+use crate::nodes::{NodeInfo, NodeRow};
 use crate::{JobStore, QueueError};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -242,14 +244,63 @@ impl JobStore for SqliteStore {
             .await
     }
 
+    async fn lease_many(
+        &self,
+        queue: &str,
+        owners: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<Job>, QueueError> {
+        let (queue, owners) = (queue.to_string(), owners.to_vec());
+        self.write(move |c| {
+            let mut out = Vec::new();
+            for owner in &owners {
+                match transitions::lease(c, &queue, owner, ms(ttl))? {
+                    Some(job) => out.push(job),
+                    None => break,
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn rescue(
         &self,
-        current_owner_prefix: Option<&str>,
+        node_ttl: Duration,
         backoff: &Backoff,
     ) -> Result<Vec<(i64, FailOutcome)>, QueueError> {
-        let (prefix, backoff) = (current_owner_prefix.map(str::to_string), *backoff);
-        self.write(move |c| transitions::rescue(c, prefix.as_deref(), &backoff))
+        let backoff = *backoff;
+        self.write(move |c| transitions::rescue(c, ms(node_ttl), &backoff))
             .await
+    }
+
+    async fn prune(&self, older_than: Duration, batch: usize) -> Result<u64, QueueError> {
+        self.write_single(move |c| transitions::prune(c, ms(older_than), batch))
+            .await
+    }
+
+    async fn join(&self, node: &NodeInfo, node_ttl: Duration) -> Result<(), QueueError> {
+        let node = node.clone();
+        self.write(move |c| nodes::join(c, &node, node_ttl)).await
+    }
+
+    async fn beat(&self, node: &NodeInfo) -> Result<bool, QueueError> {
+        let node = node.clone();
+        self.write_single(move |c| nodes::beat(c, &node)).await
+    }
+
+    async fn leave(&self, node: &NodeInfo) -> Result<(), QueueError> {
+        let node = node.clone();
+        self.write(move |c| nodes::leave(c, &node)).await
+    }
+
+    async fn nodes(&self, node_ttl: Duration) -> Result<Vec<NodeRow>, QueueError> {
+        self.read(move |c| nodes::nodes(c, node_ttl)).await
+    }
+
+    async fn lead(&self, node: &NodeInfo, ttl: Duration) -> Result<bool, QueueError> {
+        let node = node.clone();
+        self.write_single(move |c| nodes::lead(c, &node, ttl)).await
     }
 
     async fn retry(&self, which: Selection) -> Result<u64, QueueError> {

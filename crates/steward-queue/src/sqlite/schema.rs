@@ -44,6 +44,21 @@ const SCHEMA: &[&str] = &[
     // instead of sorting every pending job on each lease.
     "DROP INDEX jobs_ready;
     CREATE INDEX jobs_ready ON jobs (queue, priority DESC, id) WHERE state IN ('pending','retrying');",
+    // 3: the fleet: one row per node name, and the one leader's lease.
+    "CREATE TABLE nodes (
+        name TEXT PRIMARY KEY,
+        run TEXT NOT NULL,
+        info TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL,
+        stopped INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE leader (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        name TEXT NOT NULL,
+        run TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );",
 ];
 
 /// Settings every connection gets: durable commits, WAL, a patient lock wait.

@@ -187,31 +187,48 @@ pub(super) fn quarantine_now(
 
 pub(super) fn rescue(
     c: &Connection,
-    prefix: Option<&str>,
+    node_ttl_ms: i64,
     backoff: &Backoff,
 ) -> Result<Vec<(i64, FailOutcome)>, QueueError> {
     let now = now_ms();
-    let prefix = prefix.map(|p| format!("{}%", p.replace('%', "\\%").replace('_', "\\_")));
+    // Live: a node that beat within the TTL, has not stopped, and whose current run is
+    // the one that took the lease (its owner starts with `<node>/<run>/`).
     let jobs: Vec<Job> = c
         .prepare(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'running'
-             AND (lease_expires_at < ?1 OR (?2 IS NOT NULL AND (lease_owner IS NULL OR lease_owner NOT LIKE ?2 ESCAPE '\\')))"
+             AND (lease_expires_at < ?1 OR NOT EXISTS (
+                SELECT 1 FROM nodes n WHERE n.stopped = 0 AND n.heartbeat_at >= ?1 - ?2
+                AND substr(jobs.lease_owner, 1, length(n.name) + length(n.run) + 2) = n.name || '/' || n.run || '/'))"
         ))?
-        .query_map(params![now, prefix], job_from_row)?
+        .query_map(params![now, node_ttl_ms], job_from_row)?
         .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
     for job in jobs {
+        let expired = job.lease_expires_at.is_some_and(|t| t < now);
+        let owner = job.lease_owner.as_deref().unwrap_or("?");
         let failure = Failure {
             class: steward_events::ExitClass::LeaseExpired,
-            error: format!(
-                "lease held by {} expired",
-                job.lease_owner.as_deref().unwrap_or("?")
-            ),
+            error: if expired {
+                format!("lease held by {owner} expired")
+            } else {
+                format!("lease held by {owner}, whose agent is gone")
+            },
             stderr_tail: None,
         };
         out.push((job.id, record_failure(c, &job, &failure, backoff)?));
     }
     Ok(out)
+}
+
+pub(super) fn prune(c: &Connection, older_than_ms: i64, batch: usize) -> Result<u64, QueueError> {
+    Ok(c.prepare_cached(
+        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE state IN ('succeeded','quarantined','cancelled')
+            AND COALESCE(finished_at, updated_at) < ?1 LIMIT ?2)",
+    )?
+    .execute(params![
+        now_ms().saturating_sub(older_than_ms),
+        batch.min(i64::MAX as usize) as i64
+    ])? as u64)
 }
 
 /// Records attempt `n` of a job and moves it on: retry after a backoff, or quarantine.

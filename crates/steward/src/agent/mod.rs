@@ -6,6 +6,7 @@ mod control;
 mod detach;
 mod gateway;
 mod logging;
+mod node_info;
 mod preflight;
 mod reload;
 
@@ -276,6 +277,7 @@ impl Running<'_> {
             supervisor: self.supervisor,
             instances: self.instances,
             store,
+            node: node_info::node_info(self.config, self.instances),
             lease_listener: lease_endpoint,
             until_empty: self.until == Until::Drained,
             shutdown,
