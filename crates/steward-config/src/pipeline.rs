@@ -167,9 +167,16 @@ pub(crate) fn resolve(
     workers.pipeline = Some(name.to_string());
     workers.per_job = mode == PipelineMode::PerJob;
     let abs = |p: PathBuf| base.join(p);
+    let queue = raw.queue.unwrap_or_else(|| name.to_string());
+    if queue.is_empty() || queue.chars().any(char::is_control) {
+        return Err(ctx.err(
+            &["pipelines", name, "queue"],
+            format!("{queue:?} cannot name a queue: it must be non-empty, with no control characters (NUL, newline, tab)"),
+        ));
+    }
     Ok(Pipeline {
         name: name.to_string(),
-        queue: raw.queue.unwrap_or_else(|| name.to_string()),
+        queue,
         mode,
         command: argv,
         inputs: raw.inputs.into_iter().map(abs).collect(),

@@ -16,6 +16,9 @@ pub enum QueueError {
     },
     #[error("{0}")]
     Sql(rusqlite::Error),
+    /// PostgreSQL's answer, or why it could not be reached, on one line.
+    #[error("queue database: {0}")]
+    Database(String),
     #[error("{what} {}: {source}", path.display())]
     Io {
         what: &'static str,

@@ -298,3 +298,28 @@ pub enum Selection {
     Ids(Vec<i64>),
     Matching(JobFilter),
 }
+
+/// Refuses text that a store cannot hold: PostgreSQL's text has no NUL byte, so no store
+/// takes one (the same queue names work everywhere).
+pub(crate) fn no_nul(what: &str, text: &str) -> Result<(), crate::QueueError> {
+    if text.contains('\0') {
+        return Err(crate::QueueError::Invalid(format!(
+            "{what} {:?} holds a NUL byte, which the queue cannot store",
+            text.replace('\0', "\\0")
+        )));
+    }
+    Ok(())
+}
+
+/// [`no_nul`] for everything a new job carries.
+pub(crate) fn check_new_job(j: &NewJob) -> Result<(), crate::QueueError> {
+    no_nul("queue name", &j.queue)?;
+    no_nul("job key", &j.key)?;
+    if j.payload.to_string().contains("\\u0000") {
+        return Err(crate::QueueError::Invalid(format!(
+            "the payload of job {:?} holds a NUL byte, which the queue cannot store",
+            j.key
+        )));
+    }
+    Ok(())
+}

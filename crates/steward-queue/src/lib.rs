@@ -8,6 +8,7 @@ mod error;
 mod inputs;
 mod job;
 pub mod nodes;
+mod postgres;
 mod rebuild;
 mod sqlite;
 mod store;
@@ -22,6 +23,7 @@ pub use job::{
     Selection, Stats,
 };
 pub use nodes::{NodeInfo, NodeRow, NodeTaken};
+pub use postgres::{pgpass, schema_version as pg_schema_version, PgOpen, PgStore};
 pub use rebuild::{rebuild_done, Rebuilt};
 pub use sqlite::SqliteStore;
 pub use store::JobStore;

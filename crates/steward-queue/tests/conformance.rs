@@ -606,13 +606,17 @@ mod cases {
         assert_eq!(q.stats(None).await.unwrap().counts.succeeded, n as u64);
     }
 
-    pub async fn queue_names_with_quotes_or_a_nul_lease_only_their_own_jobs(q: Arc<dyn JobStore>) {
+    pub async fn queue_names_with_quotes_lease_only_their_own_jobs_and_a_nul_is_refused(
+        q: Arc<dyn JobStore>,
+    ) {
         let names = [
             "it's",
             "a'); DROP TABLE jobs; --",
-            "nul\0name",
+            "back\\slash",
+            "50%_off",
             "nul",
             "pdf",
+            "ünï",
         ];
         for (i, name) in names.iter().enumerate() {
             q.enqueue(vec![NewJob {
@@ -633,6 +637,19 @@ mod cases {
                 "{name:?} has one job"
             );
         }
+        // No store can hold a NUL byte, so none takes one: the same names work everywhere.
+        let nul = NewJob {
+            queue: "nul\0name".into(),
+            ..job("x")
+        };
+        let err = q.enqueue(vec![nul]).await.unwrap_err().to_string();
+        assert!(err.contains("NUL byte"), "{err}");
+        assert!(q.lease("nul\0name", "w", TTL).await.is_err());
+        let bad_key = NewJob {
+            key: "k\0".into(),
+            ..job("y")
+        };
+        assert!(q.enqueue(vec![bad_key]).await.is_err());
     }
 }
 
@@ -658,7 +675,7 @@ macro_rules! conformance {
             mark_succeeded_and_rebuild_done_reconcile_with_outputs,
             complete_and_lease_hands_over_the_next_job,
             concurrent_workers_lose_and_duplicate_nothing,
-            queue_names_with_quotes_or_a_nul_lease_only_their_own_jobs,
+            queue_names_with_quotes_lease_only_their_own_jobs_and_a_nul_is_refused,
         ]);
     };
     (@cases $store:ident, $make:path, [$($case:ident),* $(,)?]) => {
@@ -681,3 +698,21 @@ async fn sqlite_store() -> (tempfile::TempDir, Arc<dyn JobStore>) {
 }
 
 conformance!(sqlite, crate::sqlite_store);
+
+/// Each case gets a database of its own in one throwaway cluster for the whole run.
+async fn postgres_store() -> (String, Arc<dyn JobStore>) {
+    let cluster = steward_pgtest::shared();
+    let db = cluster.create_db();
+    let url = cluster.url(&db);
+    let store = PgStore::open(
+        &url,
+        &steward_config::mask_password(&url),
+        true,
+        PgOpen::Create,
+    )
+    .await
+    .unwrap();
+    (db, Arc::new(store))
+}
+
+conformance!(postgres, crate::postgres_store);

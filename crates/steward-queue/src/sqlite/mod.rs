@@ -173,6 +173,9 @@ impl JobStore for SqliteStore {
     }
 
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<EnqueueOutcome>, QueueError> {
+        for j in &jobs {
+            crate::job::check_new_job(j)?;
+        }
         self.write(move |c| transitions::enqueue(c, jobs)).await
     }
 
@@ -182,6 +185,8 @@ impl JobStore for SqliteStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<Option<Job>, QueueError> {
+        crate::job::no_nul("queue name", queue)?;
+        crate::job::no_nul("lease owner", owner)?;
         let (queue, owner) = (queue.to_string(), owner.to_string());
         self.write_single(move |c| transitions::lease(c, &queue, &owner, ms(ttl)))
             .await
@@ -250,6 +255,10 @@ impl JobStore for SqliteStore {
         owners: &[String],
         ttl: Duration,
     ) -> Result<Vec<Job>, QueueError> {
+        crate::job::no_nul("queue name", queue)?;
+        for o in owners {
+            crate::job::no_nul("lease owner", o)?;
+        }
         let (queue, owners) = (queue.to_string(), owners.to_vec());
         self.write(move |c| {
             let mut out = Vec::new();

@@ -59,13 +59,8 @@ pub(super) fn lease(
     // The queue's name is written into the SQL as a literal, not bound: with STAT4 (which
     // the bundled SQLite enables) a bound value in an indexed equality makes SQLite
     // re-prepare the statement at every new binding, which cost a fifth of the writer's
-    // time. So one cached statement per queue. ?1 is still bound (to the same name) but
-    // unused, unless the name holds a NUL, which a literal cannot: then ?1 is used.
-    let target = if queue.contains('\0') {
-        "?1".to_string()
-    } else {
-        format!("'{}'", queue.replace('\'', "''"))
-    };
+    // time. So one cached statement per queue. (No store takes a NUL in a name.)
+    let target = format!("'{}'", queue.replace('\'', "''"));
     let sql = format!(
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?2, lease_expires_at = ?3,
             started_at = ?4, updated_at = ?4, progress = NULL, progress_message = NULL
