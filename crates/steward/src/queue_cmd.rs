@@ -2,7 +2,7 @@
 //! without an agent running beside it (the store's own locking keeps them consistent).
 
 use crate::cli::{KeyKind, QueueCommand, Target};
-use crate::store::{self, Access};
+use crate::store::{self, Access, Location};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,12 +18,15 @@ fn state(s: &Option<String>) -> Result<Option<JobState>> {
 }
 
 pub fn run(target: &Target, command: QueueCommand) -> Result<ExitCode> {
-    let dir = crate::target::state_dir(target)?;
+    let location = Location::of_target(target)?;
     // Before the queue is opened: the file it replaces may be damaged.
-    let restored = match &command {
-        QueueCommand::Restore { backup } => {
+    let restored = match (&command, &location) {
+        (QueueCommand::Restore { backup }, Location::Sqlite(dir)) => {
             Some(steward_queue::restore(&dir.queue_db(), backup.as_deref())?)
         }
+        (QueueCommand::Restore { .. }, Location::Postgres { url, .. }) => bail!(
+            "the queue is in PostgreSQL ({url}); restoring it is PostgreSQL's job: pg_restore from a pg_dump, or point-in-time recovery. `steward queue restore` restores the embedded SQLite queue"
+        ),
         _ => None,
     };
     let access = match command {
@@ -55,7 +58,7 @@ pub fn run(target: &Target, command: QueueCommand) -> Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let q = store::open(&dir, access)?;
+        let q = store::open(&location, access).await?;
         if let Some(used) = restored {
             let jobs = q.stats(None).await?.counts.total();
             println!("restored {} ({jobs} jobs)", used.display());

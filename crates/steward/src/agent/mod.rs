@@ -7,6 +7,7 @@ mod detach;
 mod gateway;
 mod logging;
 mod node_info;
+mod pipelines;
 mod preflight;
 mod reload;
 
@@ -67,14 +68,6 @@ pub enum Until {
 /// What a drained run leaves: the per-pipeline summaries.
 pub type Outcome = Vec<steward_pipelines::RunSummary>;
 
-/// Opens the config's queue when it has pipelines.
-fn pipelines_store(config: &Config) -> Result<Option<Arc<dyn steward_queue::JobStore>>> {
-    if config.pipelines.is_empty() {
-        return Ok(None);
-    }
-    crate::store::open(&config.state_dir, crate::store::Access::Create).map(Some)
-}
-
 /// What the agent made and must unmake on every way out, however it ends.
 struct Made {
     ctx: Arc<SupervisorContext>,
@@ -104,7 +97,7 @@ async fn agent_main(
     let gateway_listeners = gateway::bind_gateway(&config).await?;
     let mut instances = instances;
     let lease_endpoint = steward_pipelines::lease_listener(&config, &mut instances).await?;
-    let store = pipelines_store(&config)?;
+    let store = pipelines::open_at_start(&config).await?;
     let events = Arc::new(EventLog::open(&state_dir.events())?);
     let reaper = Reaper::start().context("cannot become the child subreaper")?;
     let socket = steward_api::bind_socket(&state_dir)?;
@@ -201,7 +194,7 @@ impl Running<'_> {
         socket: tokio::net::UnixListener,
         gateway_listeners: Option<gateway::GatewayListeners>,
         lease_endpoint: Option<steward_pipelines::LeaseEndpoint>,
-        store: Option<Arc<dyn steward_queue::JobStore>>,
+        store: pipelines::StoreStart,
     ) -> Result<Outcome> {
         let (req_tx, mut req_rx) = mpsc::channel(64);
         let server = tokio::spawn(steward_api::serve(
@@ -219,10 +212,28 @@ impl Running<'_> {
                 shutdown_rx.clone(),
             )
         });
-        let started = self
-            .start_pipelines(store, lease_endpoint, shutdown_rx.clone())
-            .await;
-        let (mut pipelines, failed) = match started {
+        let owned = pipelines::Owned {
+            config: self.config.clone(),
+            ctx: self.ctx.clone(),
+            supervisor: self.supervisor.clone(),
+            instances: self.instances.to_vec(),
+            until_empty: self.until == Until::Drained,
+        };
+        let (started, late) = match store {
+            pipelines::StoreStart::Ready(store) => (
+                pipelines::start(&owned, store, lease_endpoint, shutdown_rx.clone()).await,
+                None,
+            ),
+            pipelines::StoreStart::Later => (
+                Ok(None),
+                Some(pipelines::start_later(
+                    owned,
+                    lease_endpoint,
+                    shutdown_rx.clone(),
+                )),
+            ),
+        };
+        let (mut pipelines, mut failed) = match started {
             Ok(p) => (p, None),
             Err(e) => (None, Some(e)),
         };
@@ -234,8 +245,12 @@ impl Running<'_> {
                 }
                 _ => None,
             };
-            self.answer(&mut req_rx, pipelines.as_mut(), &mut down_replies)
-                .await?;
+            if let Err(e) = self
+                .answer(&mut req_rx, &mut pipelines, late, &mut down_replies)
+                .await
+            {
+                failed = Some(e);
+            }
             let _ = shutdown_tx.send(true);
             if let Some(bar) = bar {
                 let _ = bar.await;
@@ -262,43 +277,23 @@ impl Running<'_> {
         }
     }
 
-    async fn start_pipelines(
-        &self,
-        store: Option<Arc<dyn steward_queue::JobStore>>,
-        lease_endpoint: Option<steward_pipelines::LeaseEndpoint>,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<Option<steward_pipelines::Pipelines>> {
-        let Some(store) = store else {
-            return Ok(None);
-        };
-        let start = steward_pipelines::Start {
-            config: self.config,
-            ctx: self.ctx,
-            supervisor: self.supervisor,
-            instances: self.instances,
-            store,
-            node: node_info::node_info(self.config, self.instances),
-            lease_listener: lease_endpoint,
-            until_empty: self.until == Until::Drained,
-            shutdown,
-        };
-        Ok(Some(steward_pipelines::Pipelines::start(start).await?))
-    }
-
     /// Answers the control socket and the signals until one of them says stop.
     async fn answer(
         &self,
         req_rx: &mut mpsc::Receiver<steward_api::Incoming>,
-        pipelines: Option<&mut steward_pipelines::Pipelines>,
+        pipelines: &mut Option<steward_pipelines::Pipelines>,
+        mut late: Option<tokio::task::JoinHandle<Result<Option<steward_pipelines::Pipelines>>>>,
         down_replies: &mut Vec<tokio::sync::oneshot::Sender<Response>>,
     ) -> Result<()> {
-        let mut drained = match pipelines {
-            Some(p) => p.drained(),
-            None => {
+        let mut drained = match (pipelines.as_mut(), &late) {
+            (Some(p), _) => Some(p.drained()),
+            // Nothing to drain, unless pipelines are still to start.
+            (None, None) => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let _ = tx.send(());
-                rx
+                Some(rx)
             }
+            (None, Some(_)) => None,
         };
         let until = self.until;
         let mut sigterm = signal(SignalKind::terminate())?;
@@ -306,7 +301,19 @@ impl Running<'_> {
         let mut sighup = signal(SignalKind::hangup())?;
         loop {
             tokio::select! {
-                _ = &mut drained, if until == Until::Drained => { tracing::info!("every queue is drained: stopping"); return Ok(()); }
+                _ = maybe(drained.as_mut()), if until == Until::Drained => { tracing::info!("every queue is drained: stopping"); return Ok(()); }
+                started = maybe(late.as_mut()) => {
+                    late = None;
+                    match started {
+                        Ok(Ok(Some(mut p))) => {
+                            drained = Some(p.drained());
+                            *pipelines = Some(p);
+                        }
+                        Ok(Ok(None)) => {}
+                        Ok(Err(e)) => return Err(e),
+                        Err(e) => return Err(anyhow::anyhow!("the pipelines' start failed: {e}")),
+                    }
+                }
                 _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping every service"); return Ok(()); }
                 _ = sigint.recv() => { tracing::info!("SIGINT: stopping every service"); return Ok(()); }
                 _ = sighup.recv() => {
@@ -343,6 +350,14 @@ impl Running<'_> {
                 }
             }
         }
+    }
+}
+
+/// `f`'s output, or never when there is no `f` (a `select!` branch that is off).
+async fn maybe<F: std::future::Future + Unpin>(f: Option<&mut F>) -> F::Output {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
     }
 }
 
