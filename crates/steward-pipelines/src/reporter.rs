@@ -3,11 +3,13 @@
 //! quarantined input, beside it in the quarantine folder with every attempt's reason.
 
 use crate::quarantine::quarantine;
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use steward_config::Pipeline;
 use steward_events::{EventKind, ExitClass};
-use steward_queue::{now_ms, FailOutcome, Failure, Job, JobStore};
+use steward_queue::{now_ms, FailOutcome, Failure, Job, JobStore, QueueError};
 use steward_supervise::SupervisorContext;
 
 pub struct Reporter {
@@ -50,7 +52,7 @@ impl Reporter {
             return false;
         };
         match outcome {
-            Ok(()) => match self.store.complete(&lease).await {
+            Ok(()) => match retrying(|| self.store.complete(&lease)).await {
                 Ok(true) => {
                     self.last_completion.store(now_ms(), Ordering::Relaxed);
                     true
@@ -73,19 +75,19 @@ impl Reporter {
             },
             Err(f) => {
                 let result = if at_once {
-                    self.store.quarantine_now(&lease, f.clone()).await.map(|q| {
-                        if q {
-                            FailOutcome::Quarantined {
-                                attempts: lease.attempt,
-                            }
-                        } else {
-                            FailOutcome::NotLeased
-                        }
-                    })
-                } else {
-                    self.store
-                        .fail(&lease, f.clone(), &self.pipeline.backoff)
+                    retrying(|| self.store.quarantine_now(&lease, f.clone()))
                         .await
+                        .map(|q| {
+                            if q {
+                                FailOutcome::Quarantined {
+                                    attempts: lease.attempt,
+                                }
+                            } else {
+                                FailOutcome::NotLeased
+                            }
+                        })
+                } else {
+                    retrying(|| self.store.fail(&lease, f.clone(), &self.pipeline.backoff)).await
                 };
                 let quarantined = match result {
                     Ok(FailOutcome::Quarantined { .. }) => true,
@@ -150,6 +152,30 @@ impl Reporter {
         .await;
         if let Ok(Err(why)) = moved {
             tracing::warn!("{why}");
+        }
+    }
+}
+
+/// How long an outcome is retried while the queue cannot take it (a database that
+/// restarts): past this the job is left to the lease's expiry and rescue.
+const REPORT_FOR: Duration = Duration::from_secs(60);
+
+/// Runs `op` until the store takes it, backing off from 100 ms to 5 s, for at most
+/// [`REPORT_FOR`]: an outcome is not dropped because the database blinked. Every
+/// transition is fenced, so trying again cannot apply it twice.
+async fn retrying<T, F: Future<Output = Result<T, QueueError>>>(
+    op: impl Fn() -> F,
+) -> Result<T, QueueError> {
+    let deadline = std::time::Instant::now() + REPORT_FOR;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Err(e @ QueueError::Database(_)) if std::time::Instant::now() + delay < deadline => {
+                tracing::debug!("the queue did not take an outcome ({e}); trying again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
         }
     }
 }

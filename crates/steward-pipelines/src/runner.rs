@@ -22,6 +22,8 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 /// With `until_empty`: how long every lease may fail before the run gives up (a full disk,
 /// a damaged queue) instead of retrying forever.
 const STUCK_AFTER: Duration = Duration::from_secs(5);
+/// The same for a shared database that does not answer: it may be restarting.
+const STUCK_AFTER_UNREACHABLE: Duration = Duration::from_secs(120);
 
 /// While leases fail: how often it is said again.
 const SAY_AGAIN: Duration = Duration::from_secs(30);
@@ -206,9 +208,13 @@ impl PipelineRunner {
                             now.duration_since(*since)
                         );
                     }
-                    if until_empty && now.duration_since(*since) >= STUCK_AFTER {
+                    let patience = match e {
+                        QueueError::Database(_) => STUCK_AFTER_UNREACHABLE,
+                        _ => STUCK_AFTER,
+                    };
+                    if until_empty && now.duration_since(*since) >= patience {
                         let why = format!(
-                            "the queue refused every lease for {STUCK_AFTER:?} ({e}). No job was lost: fix the cause (free disk space, say) and run `steward run --until-empty` again; what is done stays done"
+                            "the queue refused every lease for {patience:?} ({e}). No job was lost: fix the cause (free disk space, say) and run `steward run --until-empty` again; what is done stays done"
                         );
                         *self.stuck.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
                         return;

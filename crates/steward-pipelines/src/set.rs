@@ -114,17 +114,7 @@ impl Pipelines {
     pub async fn start(s: Start<'_>) -> Result<Pipelines, PipelinesError> {
         let (done_tx, done_rx) = oneshot::channel();
         let state_dir = s.config.state_dir.clone();
-        if s.config.pipelines.is_empty() {
-            let _ = done_tx.send(());
-            return Ok(Pipelines {
-                runners: Vec::new(),
-                joined: tokio::spawn(async {}),
-                drained: Some(done_rx),
-                background: Vec::new(),
-                state_dir,
-                fleet: None,
-            });
-        }
+        // Every agent with a queue is a node of its fleet, pipelines or not.
         let fleet = Fleet::join(
             s.store.clone(),
             s.ctx.clone(),
@@ -134,6 +124,22 @@ impl Pipelines {
         )
         .await
         .map_err(PipelinesError::Join)?;
+        let fleet_loop = tokio::spawn(
+            fleet
+                .clone()
+                .run(Some(s.supervisor.clone()), s.shutdown.clone()),
+        );
+        if s.config.pipelines.is_empty() {
+            let _ = done_tx.send(());
+            return Ok(Pipelines {
+                runners: Vec::new(),
+                joined: tokio::spawn(async {}),
+                drained: Some(done_rx),
+                background: vec![fleet_loop],
+                state_dir,
+                fleet: Some(fleet),
+            });
+        }
         let run_id = fleet.owner_prefix();
         let mut runners = Vec::new();
         let mut tasks = Vec::new();
@@ -205,11 +211,7 @@ impl Pipelines {
             s.config.queue.clone(),
             s.shutdown.clone(),
         )));
-        background.push(tokio::spawn(
-            fleet
-                .clone()
-                .run(Some(s.supervisor.clone()), s.shutdown.clone()),
-        ));
+        background.push(fleet_loop);
         Ok(Pipelines {
             runners,
             joined,

@@ -192,6 +192,15 @@ pub enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// The fleet sharing this config's queue: each node's heartbeat age, whether it is
+    /// alive, its GPUs, services up, jobs running, and which one leads.
+    Nodes {
+        #[command(flatten)]
+        target: Target,
+        /// Print the fleet as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Name the log line that matters: known causes first (OOM, CUDA, Xid, NCCL, timeouts…),
     /// then symptoms, noise labelled as noise, and unrecognised errors collapsed.
     /// Reads plain text, journalctl -o short-iso, dmesg -T and docker JSON lines.
@@ -398,6 +407,7 @@ impl Cli {
             | Command::Stop { target, .. }
             | Command::Restart { target, .. }
             | Command::Queue { target, .. }
+            | Command::Nodes { target, .. }
             | Command::Config { target, .. } => target.or(&file, &state_dir),
             Command::Logs {
                 file: f,

@@ -1,6 +1,7 @@
 //! The CLI commands other than `up`: thin clients of the agent, and readers of the state dir.
 
 use crate::cli::{Command, ConfigCommand, Target};
+use crate::fmt::short_duration;
 use crate::{agent, target};
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets, Table};
@@ -126,6 +127,7 @@ pub fn run(command: Command) -> Result<ExitCode> {
             logs(&dir, &service, tail, follow)?;
         }
         Command::Queue { target, command } => return crate::queue_cmd::run(&target, command),
+        Command::Nodes { target, json } => return crate::nodes_cmd::run(&target, json),
         Command::Explain {
             files,
             json,
@@ -303,18 +305,6 @@ fn memory_cell(s: &ServiceStatus) -> String {
         (None, Some(limit)) => format!("- / {}", fmt_bytes(Some(limit))),
         (used, Some(limit)) => format!("{} / {}", fmt_bytes(used), fmt_bytes(Some(limit))),
         (used, None) => fmt_bytes(used),
-    }
-}
-
-/// `3d4h`, `12m5s`, `800ms`: two units at most.
-fn short_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    match secs {
-        0 => format!("{}ms", d.as_millis()),
-        1..=59 => format!("{secs}s"),
-        60..=3599 => format!("{}m{}s", secs / 60, secs % 60),
-        3600..=86399 => format!("{}h{}m", secs / 3600, secs % 3600 / 60),
-        _ => format!("{}d{}h", secs / 86400, secs % 86400 / 3600),
     }
 }
 

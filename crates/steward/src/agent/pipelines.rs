@@ -27,9 +27,12 @@ pub async fn open_at_start(config: &Config) -> Result<StoreStart> {
     }
     match store::open(&Location::of_config(config), store::Access::Create).await {
         Ok(s) => Ok(StoreStart::Ready(Some(s))),
-        Err(e) if store::unreachable(&e) && config.queue.on_unreachable == OnUnreachable::Retry => {
-            Ok(StoreStart::Later)
-        }
+        Err(e) if store::unreachable(&e) => match config.queue.on_unreachable {
+            OnUnreachable::Retry => Ok(StoreStart::Later),
+            OnUnreachable::Exit => {
+                Err(e.context("the queue cannot be reached and [queue] on_unreachable = \"exit\""))
+            }
+        },
         Err(e) => Err(e),
     }
 }
