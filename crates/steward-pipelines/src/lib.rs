@@ -10,6 +10,7 @@ mod lease;
 mod per_job;
 mod progress;
 mod quarantine;
+mod readable;
 mod reporter;
 mod runner;
 mod set;

@@ -3,6 +3,7 @@
 //! and judged: exit 0 with `expect_output` present is success.
 
 use crate::confine::confined;
+use crate::readable::unreadable_here;
 use crate::reporter::{cannot_run, failure, Reporter};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,11 @@ pub async fn run_one(
             reporter.report(&job, Err(cannot_run(&why)), true).await;
             return;
         }
+    }
+    let owner = job.lease().map(|l| l.owner).unwrap_or_default();
+    if let Some(why) = unreadable_here(&input, &owner) {
+        reporter.report(&job, Err(cannot_run(&why)), false).await;
+        return;
     }
     let vars = template::vars_for(&input, &p.output_dir, job.id, job.attempts);
     let argv: Result<Vec<std::ffi::OsString>, String> = p

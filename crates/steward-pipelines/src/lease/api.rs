@@ -8,7 +8,8 @@
 //!   `/complete`, `/fail` (`{"error": "…"}`), each with `"attempt": N`.
 
 use super::broker::{LeaseBroker, LEASE_TTL};
-use crate::reporter::failure;
+use crate::readable::unreadable_here;
+use crate::reporter::{cannot_run, failure};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde_json::json;
@@ -129,6 +130,16 @@ async fn lease(broker: &LeaseBroker, queue: &str, owner: &str, query: &str) -> R
     loop {
         match broker.store.lease(queue, owner, LEASE_TTL).await {
             Ok(Some(job)) => {
+                if let Some(why) = job.input_path().and_then(|i| unreadable_here(&i, owner)) {
+                    // Failed here, per the retry policy, so that another node can take it.
+                    if let Some(runner) = broker.runners.get(queue) {
+                        runner
+                            .reporter
+                            .report(&job, Err(cannot_run(&why)), false)
+                            .await;
+                    }
+                    continue;
+                }
                 return json_reply(
                     StatusCode::OK,
                     &json!({

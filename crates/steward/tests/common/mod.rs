@@ -334,3 +334,27 @@ impl Drop for Tmpfs {
             .status();
     }
 }
+
+/// Writes `n` small inputs, `doc-00000.txt`…, into `dir`.
+pub fn write_inputs(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        std::fs::write(
+            dir.join(format!("doc-{i:05}.txt")),
+            format!("document {i}\n"),
+        )
+        .unwrap();
+    }
+}
+
+/// `steward run -f steward.toml --until-empty` in `dir`.
+pub fn run_until_empty(dir: &Path) -> std::process::Output {
+    steward(&["run", "-f", "steward.toml", "--until-empty"], dir)
+}
+
+/// `steward queue -f steward.toml ARGS…` in `dir`.
+pub fn queue_cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut full = vec!["queue", "-f", "steward.toml"];
+    full.extend_from_slice(args);
+    steward(&full, dir)
+}
