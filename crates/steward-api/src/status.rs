@@ -91,3 +91,27 @@ pub struct ServiceStatus {
     #[serde(default)]
     pub last_explain: Option<String>,
 }
+
+impl ServiceStatus {
+    /// Up: it runs and is ready (healthy, said READY=1, or has no check), or it ran once
+    /// and exited 0 under a policy that does not restart it.
+    pub fn is_up(&self) -> bool {
+        self.state == ServiceState::Exited || self.state == ServiceState::Running && self.ready
+    }
+}
+
+/// The instances that should be up and are not yet, each with why, as people read it:
+/// `api (model to be healthy)`. Empty when everything is up (systemd's READY=1, a
+/// readiness probe's success).
+pub fn awaited(statuses: &[ServiceStatus]) -> Vec<String> {
+    statuses
+        .iter()
+        .filter(|s| !s.is_up())
+        .map(|s| match (&s.waiting_on, s.state) {
+            (Some(on), _) => format!("{} ({on})", s.name),
+            (None, ServiceState::Running) => format!("{} (not ready yet)", s.name),
+            (None, ServiceState::Waiting) => format!("{} (starting)", s.name),
+            (None, state) => format!("{} ({state})", s.name),
+        })
+        .collect()
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawNode {
+    /// The name, or `env:VAR` to read it from the environment.
     pub name: Option<String>,
     pub heartbeat: Option<HumanDuration>,
     pub ttl: Option<HumanDuration>,
@@ -55,6 +56,19 @@ pub fn check_node_name(name: &str) -> Result<(), String> {
 pub(crate) fn resolve(ctx: &Ctx, raw: Option<RawNode>) -> Result<Node, ConfigError> {
     let raw = raw.unwrap_or_default();
     let name = match raw.name {
+        // In a Kubernetes DaemonSet: the node's name, from the downward API.
+        Some(n) if n.starts_with("env:") => {
+            let var = &n["env:".len()..];
+            match std::env::var(var) {
+                Ok(v) if !v.is_empty() => v,
+                _ => {
+                    return Err(ctx.err(
+                        &["node", "name"],
+                        format!("env:{var} is not set, empty or not UTF-8; set it to this node's name, or write the name itself"),
+                    ))
+                }
+            }
+        }
         Some(n) => n,
         None => {
             // A hostname that is not a valid node name (rare) becomes one.

@@ -413,6 +413,11 @@ impl Supervisor {
         }
     }
 
+    /// Changes at each state change of any instance (a start, an exit, a health verdict).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.ctx.subscribe_changes()
+    }
+
     pub fn status(&self) -> Vec<ServiceStatus> {
         let enforcement = self.ctx.cgroups.enforcement();
         self.set()

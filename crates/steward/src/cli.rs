@@ -34,7 +34,8 @@ pub struct Target {
     /// The config file; its state dir holds the agent's socket, logs and events.
     #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// Talk to the agent of this state dir instead of the one the config names.
+    /// Use this state dir instead of the one the config names: `up` and `run` run the agent
+    /// there, the other commands talk to the agent there.
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 }
@@ -145,6 +146,10 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Exit 1 unless every service is up (running and ready, or exited 0), naming what
+        /// is not; for readiness probes.
+        #[arg(long)]
+        ready: bool,
     },
     /// Start a stopped service (its stopped dependencies first).
     Start {

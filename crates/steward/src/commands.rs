@@ -20,11 +20,24 @@ pub fn run(command: Command) -> Result<ExitCode> {
             force,
             sysroot,
         } => {
-            let config = steward_config::load(&target.file())?;
+            let config = target::config(&target)?;
             if detach {
-                agent::run_detached(&config, &target.file(), sysroot.as_deref(), force)?;
+                agent::run_detached(
+                    &config,
+                    &target.file(),
+                    target.state_dir.is_some(),
+                    sysroot.as_deref(),
+                    force,
+                )?;
             } else {
-                agent::run_foreground(config, sysroot.as_deref(), force, agent::Until::Stopped)?;
+                let flag = target.state_dir.is_some();
+                agent::run_foreground(
+                    config,
+                    flag,
+                    sysroot.as_deref(),
+                    force,
+                    agent::Until::Stopped,
+                )?;
             }
         }
         Command::Run {
@@ -36,19 +49,25 @@ pub fn run(command: Command) -> Result<ExitCode> {
             if !until_empty {
                 anyhow::bail!("`steward run` needs --until-empty (to keep draining queues as they fill, use `steward up`)");
             }
-            let config = steward_config::load(&target.file())?;
+            let config = target::config(&target)?;
             if config.pipelines.is_empty() {
                 anyhow::bail!(
                     "{} has no [pipelines.NAME]; there is nothing to run until empty",
                     config.path.display()
                 );
             }
-            let outcome =
-                agent::run_foreground(config, sysroot.as_deref(), force, agent::Until::Drained)?;
+            let flag = target.state_dir.is_some();
+            let outcome = agent::run_foreground(
+                config,
+                flag,
+                sysroot.as_deref(),
+                force,
+                agent::Until::Drained,
+            )?;
             return Ok(print_run_summary(&outcome));
         }
         Command::Gateway { target } => {
-            let config = steward_config::load(&target.file())?;
+            let config = target::config(&target)?;
             agent::run_gateway_only(config)?;
         }
         Command::Host { node } => return crate::report::host(&node),
@@ -62,7 +81,11 @@ pub fn run(command: Command) -> Result<ExitCode> {
                 Err(e) => return Err(e),
             }
         }
-        Command::Ps { target, json } => ps(&target, json)?,
+        Command::Ps {
+            target,
+            json,
+            ready,
+        } => ps(&target, json, ready)?,
         Command::Reload { target } => {
             let reply = request(&target::state_dir(&target)?, &Request::Reload)?;
             let Some(r) = reply.reload else {
@@ -205,7 +228,7 @@ fn request(state_dir: &StateDir, req: &Request) -> Result<steward_api::Response>
     Ok(client.request(req)?)
 }
 
-fn ps(target: &Target, json: bool) -> Result<()> {
+fn ps(target: &Target, json: bool, ready: bool) -> Result<()> {
     let dir = target::state_dir(target)?;
     let reply = match request(&dir, &Request::Ps) {
         Ok(r) => r,
@@ -229,6 +252,10 @@ fn ps(target: &Target, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&ps)?);
     } else {
         print_ps(&ps);
+    }
+    let awaited = steward_api::awaited(&ps.services);
+    if ready && !awaited.is_empty() {
+        bail!("not ready: waiting for {}", awaited.join(", "));
     }
     Ok(())
 }

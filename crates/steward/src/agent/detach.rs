@@ -11,6 +11,7 @@ use steward_config::Config;
 pub fn run_detached(
     config: &Config,
     config_arg: &Path,
+    state_dir_flag: bool,
     sysroot: Option<&Path>,
     force: bool,
 ) -> Result<()> {
@@ -30,6 +31,9 @@ pub fn run_detached(
     cmd.arg("up")
         .arg("-f")
         .arg(std::path::absolute(config_arg).unwrap_or_else(|_| config_arg.to_path_buf()));
+    if state_dir_flag {
+        cmd.arg("--state-dir").arg(config.state_dir.path());
+    }
     if force {
         cmd.arg("--force");
     }

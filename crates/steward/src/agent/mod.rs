@@ -10,6 +10,7 @@ mod node_info;
 mod pipelines;
 mod preflight;
 mod reload;
+mod systemd;
 
 pub use detach::run_detached;
 pub use gateway::run_gateway_only;
@@ -29,8 +30,11 @@ use steward_supervise::{CgroupDriver, Reaper, Supervisor, SupervisorContext};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+/// Runs the agent until `until`. `state_dir_flag`: the state dir came from `--state-dir`
+/// (a reload keeps it instead of reading it from the config again).
 pub fn run_foreground(
     config: Config,
+    state_dir_flag: bool,
     sysroot: Option<&Path>,
     force: bool,
     until: Until,
@@ -41,6 +45,8 @@ pub fn run_foreground(
     let lock = StateDirLock::acquire(&config.state_dir)?;
     let instances = preflight(&config, sysroot, force)?;
     init_logging();
+    // Before any thread starts: it edits the environment.
+    let notify = systemd::SystemdNotify::take_from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -48,10 +54,11 @@ pub fn run_foreground(
         .context("cannot start the async runtime")?;
     let reloader = reload::Reloader {
         config: Arc::new(config.clone()),
+        state_dir_flag,
         sysroot: sysroot.map(Path::to_path_buf),
         force,
     };
-    let result = runtime.block_on(agent_main(config, instances, until, reloader));
+    let result = runtime.block_on(agent_main(config, instances, until, reloader, notify));
     drop(lock);
     result
 }
@@ -89,6 +96,7 @@ async fn agent_main(
     instances: Vec<steward_plan::Instance>,
     until: Until,
     reloader: reload::Reloader,
+    notify: Option<systemd::SystemdNotify>,
 ) -> Result<Outcome> {
     let started = Instant::now();
     let state_dir = config.state_dir.clone();
@@ -168,7 +176,7 @@ async fn agent_main(
         },
     };
     let result = run
-        .serve(socket, gateway_listeners, lease_endpoint, store)
+        .serve(socket, gateway_listeners, lease_endpoint, store, notify)
         .await;
     made.teardown();
     result
@@ -195,6 +203,7 @@ impl Running<'_> {
         gateway_listeners: Option<gateway::GatewayListeners>,
         lease_endpoint: Option<steward_pipelines::LeaseEndpoint>,
         store: pipelines::StoreStart,
+        notify: Option<systemd::SystemdNotify>,
     ) -> Result<Outcome> {
         let (req_tx, mut req_rx) = mpsc::channel(64);
         let server = tokio::spawn(steward_api::serve(
@@ -204,6 +213,8 @@ impl Running<'_> {
         ));
         self.supervisor.start_all();
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let systemd =
+            notify.map(|n| tokio::spawn(n.run(self.supervisor.clone(), shutdown_rx.clone())));
         let gateway = gateway_listeners.and_then(|l| {
             gateway::start_gateway(
                 self.config,
@@ -265,6 +276,9 @@ impl Running<'_> {
             None => Vec::new(),
         };
         self.supervisor.stop_all().await;
+        if let Some(s) = systemd {
+            let _ = s.await;
+        }
         for reply in down_replies {
             let _ = reply.send(Response::ok());
         }

@@ -13,6 +13,8 @@ use steward_supervise::Supervisor;
 #[derive(Clone)]
 pub(super) struct Reloader {
     pub config: Arc<Config>,
+    /// The state dir came from `--state-dir`, not from the config.
+    pub state_dir_flag: bool,
     pub sysroot: Option<PathBuf>,
     pub force: bool,
 }
@@ -32,7 +34,10 @@ impl Reloader {
 
     async fn try_reload(&self, supervisor: &Arc<Supervisor>) -> Result<ReloadReport, String> {
         let old = &self.config;
-        let new = steward_config::load(&old.path).map_err(|e| e.to_string())?;
+        let mut new = steward_config::load(&old.path).map_err(|e| e.to_string())?;
+        if self.state_dir_flag {
+            new.state_dir = old.state_dir.clone();
+        }
         if new.state_dir != old.state_dir {
             return Err(format!(
                 "state_dir changed ({} to {}); that takes `steward down` and `steward up`",
