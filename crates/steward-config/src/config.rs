@@ -53,16 +53,24 @@ impl Config {
     }
 }
 
+/// The state dir `raw` names, relative to the config file's directory.
+pub(crate) fn state_dir_of(raw: &RawConfig, path: &Path) -> crate::StateDir {
+    let abs_path = absolute(path);
+    let base = abs_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    crate::StateDir::new(
+        base.join(
+            raw.state_dir
+                .clone()
+                .unwrap_or_else(|| crate::DEFAULT_STATE_DIR.into()),
+        ),
+    )
+}
+
 pub(crate) fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config, ConfigError> {
     let ctx = Ctx { text, path };
     let abs_path = absolute(path);
     let base = abs_path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let state_dir = crate::StateDir::new(
-        base.join(
-            raw.state_dir
-                .unwrap_or_else(|| crate::DEFAULT_STATE_DIR.into()),
-        ),
-    );
+    let state_dir = state_dir_of(&raw, path);
     let mut services = BTreeMap::new();
     for (name, svc) in raw.services {
         let resolved = resolve_service(&ctx, "services", &name, svc, &base)?;

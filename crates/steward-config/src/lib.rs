@@ -56,6 +56,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, path)
 }
 
+/// Only the state dir the config at `path` names: for the commands that talk to its agent
+/// (`ps`, `down`, `logs`…), which must work without the secrets `up` reads from the
+/// environment (`env:VAR` of a queue URL or gateway keys).
+pub fn load_state_dir(path: &Path) -> Result<StateDir, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let raw = parse::parse(&text, path)?;
+    Ok(config::state_dir_of(&raw, path))
+}
+
 /// Parses and validates config text; `path` names the file in errors and anchors relative paths.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let raw = parse::parse(text, path)?;

@@ -6,52 +6,19 @@
 //! cargo bench -p steward-queue --bench throughput -- [JOBS]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use steward_queue::{JobStore, NewJob, SqliteStore};
+use std::time::Instant;
+use steward_queue::{JobStore, SqliteStore};
+
+mod common;
 
 const WORKERS: [usize; 3] = [1, 8, 64];
-const TTL: Duration = Duration::from_secs(60);
 
 /// `workers` tasks on the agent's runtime (two threads), each leasing and completing
 /// through the store's async front until the queue is empty.
 async fn steward(jobs: usize, workers: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let q: Arc<dyn JobStore> = Arc::new(SqliteStore::open(&dir.path().join("queue.db")).unwrap());
-    let start = Instant::now();
-    for chunk in (0..jobs).collect::<Vec<_>>().chunks(1000) {
-        q.enqueue(
-            chunk
-                .iter()
-                .map(|i| NewJob {
-                    queue: "bench".into(),
-                    key: i.to_string(),
-                    payload: serde_json::json!({ "input": format!("/in/{i}") }),
-                    priority: 0,
-                    max_attempts: 3,
-                    timeout_ms: None,
-                })
-                .collect(),
-        )
-        .await
-        .unwrap();
-    }
-    let tasks: Vec<_> = (0..workers)
-        .map(|w| {
-            let q = q.clone();
-            tokio::spawn(async move {
-                let owner = format!("w{w}");
-                let mut next = q.lease("bench", &owner, TTL).await.unwrap();
-                while let Some(j) = next {
-                    let held = j.lease().unwrap();
-                    next = q.complete_and_lease(&held, "bench", TTL).await.unwrap().1;
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    jobs as f64 / start.elapsed().as_secs_f64()
+    common::drain_rate(q, jobs, workers).await
 }
 
 fn free_port() -> u16 {

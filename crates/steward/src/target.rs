@@ -9,9 +9,8 @@ pub fn state_dir(target: &Target) -> Result<StateDir> {
     if let Some(dir) = &target.state_dir {
         return Ok(StateDir::new(dir));
     }
-    let config = steward_config::load(&target.file())
-        .with_context(|| "cannot tell which agent to talk to".to_string())?;
-    Ok(config.state_dir)
+    steward_config::load_state_dir(&target.file())
+        .with_context(|| "cannot tell which agent to talk to".to_string())
 }
 
 /// The config `--file` names, run in `--state-dir` when that is given (as a systemd unit

@@ -106,3 +106,28 @@ fn queue_reads_on_a_mistyped_state_dir_say_there_is_no_queue_and_create_nothing(
     }
     assert!(!typo.exists(), "a read made the state dir");
 }
+
+#[test]
+fn talking_to_the_agent_needs_none_of_the_secrets_up_reads() {
+    let port = free_port();
+    let mut agent = Agent::prepare(&format!(
+        "[gateway]\nlisten = \"127.0.0.1:{port}\"\napi_keys = [\"env:STEWARD_TEST_KEYS\"]\n\n[services.a]\ncommand = [\"sleep\", \"1000\"]\n"
+    ))
+    .with_env("STEWARD_TEST_KEYS", "sk-test")
+    .launch(&[]);
+    // The CLI runs without STEWARD_TEST_KEYS: it only needs to find the agent.
+    agent.running("a");
+    for args in [vec!["ps"], vec!["stop", "a"], vec!["start", "a"]] {
+        let out = agent.cli(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    assert!(agent.down().success());
+    // What needs the secret still says so.
+    let check = agent.cli(&["config", "check", "--no-host"]);
+    assert!(!check.status.success());
+    assert!(
+        stderr(&check).contains("STEWARD_TEST_KEYS"),
+        "{}",
+        stderr(&check)
+    );
+}
