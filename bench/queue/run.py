@@ -96,7 +96,7 @@ def enqueue_files(n, queue_url=None):
                 f.write(f"file {i}\n")
     open(os.path.join(work, "steward.toml"), "w").write(queue_section(queue_url))
     t = time.perf_counter()
-    out = subprocess.run([STEWARD, "queue", "-f", "steward.toml", "add", "big", "in"], cwd=work, capture_output=True, text=True,
+    out = subprocess.run([STEWARD, "queue", "-f", "steward.toml", "add", "big", "in", "--force"], cwd=work, capture_output=True, text=True,
                          env=env_with(queue_url))
     took = time.perf_counter() - t
     shutil.rmtree(work, ignore_errors=True)

@@ -23,7 +23,9 @@ pub use job::{
     Selection, Stats,
 };
 pub use nodes::{NodeInfo, NodeRow, NodeTaken};
-pub use postgres::{pgpass, schema_version as pg_schema_version, PgOpen, PgStore};
+pub use postgres::{
+    check_url as check_pg_url, pgpass, schema_version as pg_schema_version, PgOpen, PgStore,
+};
 pub use rebuild::{rebuild_done, Rebuilt};
 pub use sqlite::SqliteStore;
 pub use store::JobStore;

@@ -168,6 +168,9 @@ pub fn run(command: Command) -> Result<ExitCode> {
                 },
         } => {
             let config = steward_config::load(&path.unwrap_or_else(|| target.file()))?;
+            if let Some(url) = &config.queue.url {
+                steward_queue::check_pg_url(url.expose(), &url.masked())?;
+            }
             if !no_host {
                 // What `up` refuses, this refuses.
                 agent::preflight(&config, sysroot.as_deref(), false)?;
@@ -175,10 +178,15 @@ pub fn run(command: Command) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&config)?);
             } else {
+                let queue = match &config.queue.url {
+                    Some(url) => format!("queue {}", url.masked()),
+                    None => "queue in the state dir".to_string(),
+                };
                 println!(
-                    "{}: ok, {} service(s); state dir {}",
+                    "{}: ok, {} service(s), {} pipeline(s); state dir {}; {queue}",
                     config.path.display(),
                     config.services.len(),
+                    config.pipelines.len(),
                     config.state_dir
                 );
                 for svc in config.services.values() {

@@ -137,6 +137,10 @@ fn every_example_config_is_valid() {
                 .args(["config", "check", "--no-host", config.to_str().unwrap()])
                 .current_dir(&examples)
                 .env("STEWARD_GATEWAY_KEYS", "sk-example-1,sk-example-2")
+                .env(
+                    "STEWARD_QUEUE_URL",
+                    "postgresql://steward@db.internal/steward",
+                )
                 .output()
                 .unwrap();
             assert!(
@@ -328,4 +332,28 @@ fn api_keys_that_resolve_to_none_are_refused_naming_the_variable() {
         !ok && err.contains("an empty key would let any client in"),
         "{err}"
     );
+}
+
+#[test]
+fn a_queue_url_up_could_not_use_is_refused_and_a_good_one_shown_masked() {
+    let (ok, _, err) =
+        check("[queue]\nurl = \"postgresql://u:hunter2@db/steward?sslmode=require\"\n");
+    assert!(!ok);
+    assert!(
+        err.contains("sslmode=require, but this steward connects without TLS"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    let (ok, _, err) =
+        check("[queue]\nurl = \"postgresql://u:hunter2@db/steward?connect_timeout=soon\"\n");
+    assert!(!ok);
+    assert!(
+        err.contains("is not a PostgreSQL URL steward can read"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    let (ok, out, err) = check("[queue]\nurl = \"postgresql://u:hunter2@db/steward\"\n");
+    assert!(ok, "{err}");
+    assert!(out.contains("queue postgresql://u:***@db/steward"), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
 }

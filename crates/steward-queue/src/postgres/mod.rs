@@ -29,6 +29,12 @@ use tokio::sync::broadcast;
 
 pub use schema::current as schema_version;
 
+/// Whether `url` is a PostgreSQL URL this steward can connect with, without connecting
+/// (`config check`).
+pub fn check_url(url: &str, masked: &str) -> Result<(), QueueError> {
+    connect::config(url, masked).map(drop)
+}
+
 /// Connections kept at most: claims, completions and reads of one agent.
 const POOL_SIZE: usize = 16;
 /// Rows sent in one enqueue statement.

@@ -97,7 +97,8 @@ pub async fn lease_many(
     let sql = format!(
         "WITH picked AS (
             SELECT id, priority FROM steward_jobs
-            WHERE queue = $1 AND state IN ('pending', 'retrying') AND run_after <= steward_now_ms()
+            WHERE queue = $1 AND state IN ('pending', 'retrying')
+                AND run_after <= (SELECT steward_now_ms())
             ORDER BY priority DESC, id
             LIMIT $2
             FOR UPDATE SKIP LOCKED
