@@ -25,6 +25,7 @@ pub struct RawConfig {
     pub gateway: Option<crate::gateway::RawGateway>,
     pub queue: Option<RawQueue>,
     pub node: Option<crate::node::RawNode>,
+    pub http: Option<crate::http::RawHttp>,
 }
 
 /// A validated config, ready to run.
@@ -42,6 +43,8 @@ pub struct Config {
     pub gateway: Option<crate::Gateway>,
     pub queue: QueueSettings,
     pub node: crate::Node,
+    /// The agent's HTTP face; `None` without an `[http]` section.
+    pub http: Option<crate::Http>,
 }
 
 impl Config {
@@ -94,6 +97,10 @@ pub(crate) fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
         .transpose()?;
     let queue = crate::queue::resolve(&ctx, raw.queue)?;
     let node = crate::node::resolve(&ctx, raw.node)?;
+    let http = raw
+        .http
+        .map(|h| crate::http::resolve(&ctx, h))
+        .transpose()?;
     Ok(Config {
         path: abs_path,
         state_dir,
@@ -103,6 +110,7 @@ pub(crate) fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
         gateway,
         queue,
         node,
+        http,
     })
 }
 

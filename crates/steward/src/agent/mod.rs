@@ -5,6 +5,7 @@
 mod control;
 mod detach;
 mod gateway;
+mod http;
 mod logging;
 mod node_info;
 mod pipelines;
@@ -103,6 +104,7 @@ async fn agent_main(
     // First what can fail for a reason of the config or the host, before anything is made:
     // a port in use, the queue, the event log, the control socket.
     let gateway_listeners = gateway::bind_gateway(&config).await?;
+    let http_listener = http::bind(&config).await?;
     let mut instances = instances;
     let lease_endpoint = steward_pipelines::lease_listener(&config, &mut instances).await?;
     let store = pipelines::open_at_start(&config).await?;
@@ -176,7 +178,14 @@ async fn agent_main(
         },
     };
     let result = run
-        .serve(socket, gateway_listeners, lease_endpoint, store, notify)
+        .serve(
+            socket,
+            gateway_listeners,
+            http_listener,
+            lease_endpoint,
+            store,
+            notify,
+        )
         .await;
     made.teardown();
     result
@@ -201,6 +210,7 @@ impl Running<'_> {
         &self,
         socket: tokio::net::UnixListener,
         gateway_listeners: Option<gateway::GatewayListeners>,
+        http_listener: Option<steward_http::HttpListener>,
         lease_endpoint: Option<steward_pipelines::LeaseEndpoint>,
         store: pipelines::StoreStart,
         notify: Option<systemd::SystemdNotify>,
@@ -213,6 +223,10 @@ impl Running<'_> {
         ));
         self.supervisor.start_all();
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let http_face = http_listener.map(|l| {
+            let view = Arc::new(http::SupervisorView(self.supervisor.clone()));
+            tokio::spawn(steward_http::serve(l, view, shutdown_rx.clone()))
+        });
         let systemd =
             notify.map(|n| tokio::spawn(n.run(self.supervisor.clone(), shutdown_rx.clone())));
         let gateway = gateway_listeners.and_then(|l| {
@@ -270,6 +284,9 @@ impl Running<'_> {
         let _ = shutdown_tx.send(true);
         if let Some(g) = gateway {
             let _ = g.await;
+        }
+        if let Some(h) = http_face {
+            let _ = h.await;
         }
         let outcome = match pipelines {
             Some(p) => p.finish().await,

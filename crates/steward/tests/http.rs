@@ -1,0 +1,129 @@
+//! The agent's HTTP face (`[http]`): /health and /ready against a real agent, the token,
+//! and what config check refuses.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+
+/// `GET path` on 127.0.0.1:`port` with an optional bearer token: (status, body).
+fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+#[test]
+fn health_is_503_naming_what_is_not_up_and_200_once_everything_is() {
+    let port = free_port();
+    let agent = Agent::start(&format!(
+        r#"
+[http]
+listen = "127.0.0.1:{port}"
+
+[services.web]
+command = ["sleep", "1000"]
+
+[services.model]
+command = ["sleep", "1000"]
+health = {{ exec = ["test", "-f", "loaded"], interval = "100ms", start_interval = "50ms", retries = 2 }}
+"#
+    ));
+    agent.running("model");
+    let (status, body) = get(port, "/health", None);
+    assert_eq!(status, 503, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["status"], "unavailable");
+    let not_up = json["not_up"].as_array().unwrap();
+    assert_eq!(not_up.len(), 1, "{json}");
+    assert_eq!(not_up[0]["service"], "model");
+    assert!(
+        not_up[0]["why"].as_str().unwrap().starts_with("model ("),
+        "{json}"
+    );
+
+    std::fs::write(agent.path().join("loaded"), "").unwrap();
+    wait_until("/health to be 200", LONG, || {
+        get(port, "/health", None).0 == 200
+    });
+    let (status, body) = get(port, "/ready", None);
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["up"], 2);
+    assert_eq!(get(port, "/nope", None).0, 404);
+}
+
+#[test]
+fn with_a_token_every_request_needs_it() {
+    let port = free_port();
+    let agent = Agent::prepare(&format!(
+        "[http]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"env:STEWARD_TEST_HTTP_TOKEN\"\n\n[services.a]\ncommand = [\"sleep\", \"1000\"]\n"
+    ))
+    .with_env("STEWARD_TEST_HTTP_TOKEN", "s3cret-token")
+    .launch(&[]);
+    agent.running("a");
+    let (status, body) = get(port, "/health", None);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(get(port, "/health", Some("wrong")).0, 401);
+    wait_until("/health with the token to be 200", LONG, || {
+        get(port, "/health", Some("s3cret-token")).0 == 200
+    });
+    assert!(
+        !agent.agent_log().contains("s3cret-token"),
+        "the token was logged"
+    );
+}
+
+#[test]
+fn config_check_refuses_an_http_face_beyond_loopback_without_a_token_and_an_empty_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |toml: &str| {
+        std::fs::write(dir.path().join("steward.toml"), toml).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["config", "check", "--no-host", "--json", "steward.toml"])
+            .current_dir(dir.path())
+            .env_remove("STEWARD_TEST_UNSET_TOKEN")
+            .env("STEWARD_TEST_EMPTY_TOKEN", " ")
+            .output()
+            .unwrap();
+        (out.status.success(), stdout(&out), stderr(&out))
+    };
+    let (ok, _, err) = check("[http]\nlisten = \"0.0.0.0:9400\"\n");
+    assert!(!ok);
+    assert!(
+        err.contains("http.listen: 0.0.0.0:9400 is beyond loopback, and there is no token"),
+        "{err}"
+    );
+    let (ok, _, err) = check("[http]\ntoken = \"env:STEWARD_TEST_UNSET_TOKEN\"\n");
+    assert!(!ok);
+    assert!(
+        err.contains("http.token: env:STEWARD_TEST_UNSET_TOKEN is not set"),
+        "{err}"
+    );
+    let (ok, _, err) = check("[http]\ntoken = \"env:STEWARD_TEST_EMPTY_TOKEN\"\n");
+    assert!(!ok);
+    assert!(err.contains("the token is empty"), "{err}");
+    let (ok, _, err) = check("[http]\nlisten = \"nowhere\"\n");
+    assert!(!ok);
+    assert!(err.contains("is not an address to listen on"), "{err}");
+    // With a token it may listen anywhere, and the token is never printed.
+    let (ok, out, err) =
+        check("[http]\nlisten = \"0.0.0.0:9400\"\ntoken = \"tok-visible-nowhere\"\n");
+    assert!(ok, "{err}");
+    assert!(!out.contains("tok-visible-nowhere"), "{out}");
+}
