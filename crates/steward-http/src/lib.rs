@@ -1,8 +1,9 @@
-//! The agent's HTTP face (`[http]`): `/health` and `/ready`, answered from what the agent
+//! The agent's HTTP face (`[http]`): `/health`, `/ready` and `/metrics`, answered from what the agent
 //! sees through [`AgentView`], behind the token when one is set.
 
 mod auth;
 mod health;
+mod metrics;
 mod serve;
 
 pub use health::health_reply;

@@ -1,9 +1,13 @@
 //! The listener: bound at start (a port in use stops `up` before anything runs), served by
 //! the shared server loop until the agent's shutdown.
 
-use crate::{auth, health, AgentView};
+use crate::{auth, health, metrics, AgentView};
+use http_body_util::Full;
+use hyper::body::Bytes;
 use hyper::body::Incoming;
+use hyper::Response;
 use hyper::{Method, Request, StatusCode};
+use prometheus_client::registry::Registry;
 use serde_json::json;
 use std::sync::Arc;
 use steward_config::Http;
@@ -43,20 +47,26 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let config = Arc::new(listener.config);
+    let registry = Arc::new(metrics::registry(view.clone()));
     tracing::info!("http on http://{}", config.listen);
     steward_net::serve(
         listener.listener,
         ServerOptions::default(),
         shutdown,
         move |req| {
-            let (view, config) = (view.clone(), config.clone());
-            async move { answer(&*view, &config, req) }
+            let (view, config, registry) = (view.clone(), config.clone(), registry.clone());
+            async move { answer(&*view, &config, &registry, req) }
         },
     )
     .await;
 }
 
-fn answer(view: &dyn AgentView, config: &Http, req: Request<Incoming>) -> Reply {
+fn answer(
+    view: &dyn AgentView,
+    config: &Http,
+    registry: &Registry,
+    req: Request<Incoming>,
+) -> Reply {
     if !auth::authorized(req.headers(), config.token.as_ref()) {
         let mut reply = json_reply(
             StatusCode::UNAUTHORIZED,
@@ -73,12 +83,39 @@ fn answer(view: &dyn AgentView, config: &Http, req: Request<Incoming>) -> Reply 
             let (status, body) = health::health_reply(&view.services());
             json_reply(status, &body)
         }
-        (_, "/health" | "/ready") => {
+        (&Method::GET | &Method::HEAD, "/metrics") => metrics_reply(registry, &req),
+        (_, "/health" | "/ready" | "/metrics") => {
             json_reply(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "use GET"}))
         }
         (_, path) => json_reply(
             StatusCode::NOT_FOUND,
-            &json!({"error": format!("no such endpoint: {path}; there are /health and /ready")}),
+            &json!({"error": format!("no such endpoint: {path}; there are /health, /ready and /metrics")}),
         ),
     }
+}
+
+/// `/metrics` in OpenMetrics when the scraper asks for it (Prometheus does), else in the
+/// classic text format.
+fn metrics_reply(registry: &Registry, req: &Request<Incoming>) -> Reply {
+    let openmetrics = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let text = metrics::encode(registry);
+    let (content_type, body) = if openmetrics {
+        (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            text,
+        )
+    } else {
+        (
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::classic(&text),
+        )
+    };
+    Response::builder()
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }

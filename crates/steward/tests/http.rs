@@ -127,3 +127,89 @@ fn config_check_refuses_an_http_face_beyond_loopback_without_a_token_and_an_empt
     assert!(ok, "{err}");
     assert!(!out.contains("tok-visible-nowhere"), "{out}");
 }
+
+#[test]
+fn metrics_show_each_services_state_and_restarts_and_a_crash_counts() {
+    let port = free_port();
+    let agent = Agent::start(&format!(
+        r#"
+[http]
+listen = "127.0.0.1:{port}"
+
+[services.web]
+command = ["sleep", "1000"]
+memory = "64MiB"
+
+[services.flaky]
+# Exits at once whenever "crash" exists; otherwise runs.
+command = ["sh", "-c", "test -f crash && exit 3; exec sleep 1000"]
+backoff = {{ initial = "50ms", max = "100ms" }}
+"#
+    ));
+    agent.running("flaky");
+    let (status, text) = get(port, "/metrics", None);
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("steward_service_state{service=\"web\",replica=\"0\",state=\"running\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("steward_service_state{service=\"web\",replica=\"0\",state=\"failed\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("steward_service_restarts_total{service=\"flaky\",replica=\"0\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("steward_service_memory_limit_bytes{service=\"web\",replica=\"0\"} 67108864"),
+        "{text}"
+    );
+    assert!(text.contains("steward_agent_info{version="), "{text}");
+    assert!(
+        !text.contains("# EOF"),
+        "classic text without Accept: {text}"
+    );
+    let promtool = which("promtool")
+        .expect("promtool is missing: apt-get install prometheus (scripts/test does)");
+    let file = agent.path().join("metrics.txt");
+    std::fs::write(&file, &text).unwrap();
+    let out = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    std::fs::write(agent.path().join("crash"), "").unwrap();
+    let pid = agent.service("flaky")["pid"].as_u64().unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    wait_until("a restart to show in /metrics", LONG, || {
+        let (_, text) = get(port, "/metrics", None);
+        text.lines().any(|l| {
+            l.starts_with("steward_service_restarts_total{service=\"flaky\"")
+                && l.rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_some_and(|v| v >= 1)
+        })
+    });
+}
+
+fn which(program: &str) -> Option<String> {
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
