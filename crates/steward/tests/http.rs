@@ -203,13 +203,3 @@ backoff = {{ initial = "50ms", max = "100ms" }}
         })
     });
 }
-
-fn which(program: &str) -> Option<String> {
-    let out = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}

@@ -358,3 +358,14 @@ pub fn queue_cli(dir: &Path, args: &[&str]) -> std::process::Output {
     full.extend_from_slice(args);
     steward(&full, dir)
 }
+
+/// Where `program` is on PATH, if it is.
+pub fn which(program: &str) -> Option<String> {
+    let out = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
