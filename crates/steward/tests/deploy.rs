@@ -14,15 +14,7 @@ fn repo() -> PathBuf {
 }
 
 fn tool(name: &str, install: &str) -> String {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .unwrap();
-    assert!(
-        found.status.success(),
-        "{name} is missing: {install} (scripts/test does)"
-    );
-    String::from_utf8_lossy(&found.stdout).trim().to_string()
+    which(name).unwrap_or_else(|| panic!("{name} is missing: {install} (scripts/test does)"))
 }
 
 /// The unit's `KEY=` value, the first one.
