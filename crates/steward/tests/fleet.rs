@@ -85,6 +85,25 @@ impl Node {
         self.child.as_ref().unwrap().id()
     }
 
+    /// Waits (polling, up to six long waits: 10,000 jobs on 2 cores) for the agent's run
+    /// until empty to end, and asserts it ended well.
+    fn finishes_ok(&mut self) {
+        let deadline = Instant::now() + LONG * 6;
+        let status = loop {
+            if let Some(s) = self.exited() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never finished:\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{}:\n{}", self.name, self.log());
+    }
+
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.as_mut().and_then(|c| c.try_wait().unwrap())
     }
@@ -163,20 +182,7 @@ fn three_nodes_share_a_queue_and_a_sigkilled_nodes_jobs_are_rescued_within_its_t
         "rescue took {rescued_in:?}"
     );
     for n in &mut nodes[1..] {
-        let deadline = Instant::now() + LONG * 6;
-        let status = loop {
-            if let Some(s) = n.exited() {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} never finished:\n{}",
-                n.name,
-                n.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert!(status.success(), "{}:\n{}", n.name, n.log());
+        n.finishes_ok();
     }
     let c = counts(&nodes[1]);
     assert_eq!(c["succeeded"], JOBS as u64, "{c}");
@@ -250,20 +256,7 @@ fn a_database_restart_mid_run_loses_no_job_and_services_keep_running() {
     cluster.restart_fast();
     assert_eq!(keep_pid(&nodes[0]), before, "the service was not touched");
     for n in &mut nodes {
-        let deadline = Instant::now() + LONG * 6;
-        let status = loop {
-            if let Some(s) = n.exited() {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} never finished:\n{}",
-                n.name,
-                n.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert!(status.success(), "{}:\n{}", n.name, n.log());
+        n.finishes_ok();
     }
     assert_eq!(counts(&nodes[0])["succeeded"], JOBS as u64);
     assert_eq!(
