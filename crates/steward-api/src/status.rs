@@ -78,6 +78,12 @@ pub struct ServiceStatus {
     /// When in backoff: how long until the next start.
     pub next_start_in_ms: Option<u64>,
     pub memory_used: Option<u64>,
+    /// CPU time its running processes have used (user and system), in seconds.
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
+    /// The pids of its running processes (its group's, or those carrying its marker).
+    #[serde(default)]
+    pub processes: Vec<u32>,
     pub memory_limit: Option<u64>,
     pub enforcement: Enforcement,
     /// Present when the service has a health check.

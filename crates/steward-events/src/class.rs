@@ -78,6 +78,22 @@ impl ExitClass {
         ExitClass::Signaled { signal, name }
     }
 
+    /// The class's name as `events.jsonl` and the metrics' `class` label have it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ExitClass::Exited { .. } => "exited",
+            ExitClass::Signaled { .. } => "signaled",
+            ExitClass::OomKilled { .. } => "oom_killed",
+            ExitClass::TimedOut => "timed_out",
+            ExitClass::KilledUnhealthy => "killed_unhealthy",
+            ExitClass::SpawnFailed { .. } => "spawn_failed",
+            ExitClass::Stopped => "stopped",
+            ExitClass::LeaseExpired => "lease_expired",
+            ExitClass::Reported { .. } => "reported",
+            ExitClass::Stalled => "stalled",
+        }
+    }
+
     /// A short label for tables: `exit 1`, `SIGKILL`, `oom`, `spawn-failed`.
     pub fn short(&self) -> String {
         match self {

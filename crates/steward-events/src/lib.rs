@@ -4,7 +4,9 @@
 mod class;
 mod event;
 mod log;
+mod tally;
 
 pub use class::{fmt_bytes, Enforcement, ExitClass, OomSource};
 pub use event::{now_rfc3339, Event, EventKind};
 pub use log::{EventLog, EventLogError};
+pub use tally::{Counts, Durations, Tally, DURATION_BOUNDS};

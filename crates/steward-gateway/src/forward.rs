@@ -226,6 +226,7 @@ pub(crate) async fn forward(
                     }
                     let head = began.elapsed();
                     rs.metrics.first_byte.observe(head.as_secs_f64());
+                    rs.recent.observe(head.as_secs_f64());
                     elsewhere += head;
                     rs.metrics
                         .overhead

@@ -15,13 +15,16 @@ mod forward;
 mod health;
 mod metrics;
 mod probe;
+mod recent;
 mod responses;
 mod serve;
 mod services;
 mod slots;
 mod state;
 mod try_error;
+mod view;
 
 pub use serve::{serve, serve_metrics};
 pub use services::ServiceStates;
 pub use state::GatewayState;
+pub use view::{BackendView, RouteView};

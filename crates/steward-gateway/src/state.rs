@@ -5,6 +5,7 @@
 use crate::budget::RetryBudget;
 use crate::health::Health;
 use crate::metrics::{BackendMetrics, Metrics, RouteMetrics, UrlMetrics};
+use crate::recent::Recent;
 use crate::services::ServiceStates;
 use crate::slots::InFlight;
 use http_body_util::Full;
@@ -31,6 +32,7 @@ pub(crate) struct Upstream {
 pub(crate) struct RouteState {
     pub waiting: AtomicU32,
     pub metrics: RouteMetrics,
+    pub recent: Recent,
     /// In the order of the route's backends.
     pub backends: Vec<(Arc<Upstream>, BackendMetrics)>,
 }
@@ -81,6 +83,7 @@ impl GatewayState {
             .map(|r| RouteState {
                 waiting: AtomicU32::new(0),
                 metrics: metrics.route(&r.model),
+                recent: Recent::default(),
                 backends: r
                     .backends
                     .iter()

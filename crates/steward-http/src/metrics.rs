@@ -1,15 +1,31 @@
-//! `/metrics`: the services as the agent sees them at scrape time, in the OpenMetrics
-//! text format (one registry; a collector reads the statuses on each scrape, so nothing
-//! is kept twice). Labels: `service` (the service's name) and `replica`.
+//! `/metrics`: one scrape's snapshot of the agent (services, GPUs, queues, the agent
+//! itself) encoded in the OpenMetrics text format, the gateway's series after it when the
+//! gateway runs inside the agent. Labels: `service` and `replica` for an instance, as the
+//! config names them; `gpu` and `UUID` as DCGM names them.
 
-use crate::AgentView;
+use crate::family::{family, Labels};
+use crate::gpu::ServiceGpuMemory;
+use crate::jobs_metrics;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
-use steward_api::{ServiceState, ServiceStatus};
+use steward_api::{AgentInfo, ServiceState, ServiceStatus};
+use steward_events::Counts;
+
+/// What one scrape reads.
+#[derive(Debug)]
+pub struct Scrape {
+    pub services: Vec<ServiceStatus>,
+    pub agent: AgentInfo,
+    pub cgroup_mode: String,
+    pub counts: Counts,
+    pub gpu: Vec<ServiceGpuMemory>,
+    /// Each queue's jobs by state.
+    pub queues: Vec<(String, steward_queue::Counts)>,
+}
 
 const STATES: [ServiceState; 8] = [
     ServiceState::Stopped,
@@ -22,153 +38,141 @@ const STATES: [ServiceState; 8] = [
     ServiceState::Failed,
 ];
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Instance {
-    service: String,
-    replica: String,
+/// An instance's labels; `instance` is the name events use (`svc` or `svc#i`).
+fn of_instance(instance: &str) -> Labels {
+    let (service, replica) = instance.split_once('#').unwrap_or((instance, "0"));
+    vec![
+        ("service", service.to_string()),
+        ("replica", replica.to_string()),
+    ]
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct InState {
-    service: String,
-    replica: String,
-    state: String,
+fn of(s: &ServiceStatus) -> Labels {
+    vec![
+        ("service", s.service.clone()),
+        ("replica", s.replica.to_string()),
+    ]
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Info {
-    version: String,
+fn gauge(v: f64) -> ConstGauge<f64> {
+    ConstGauge::new(v)
 }
 
-struct Services(Arc<dyn AgentView>);
-
-impl std::fmt::Debug for Services {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Services")
-    }
-}
-
-fn instance(s: &ServiceStatus) -> Instance {
-    Instance {
-        service: s.service.clone(),
-        replica: s.replica.to_string(),
-    }
-}
-
-/// One gauge per instance, for the instances `value` gives a value.
-fn gauges(
-    encoder: &mut DescriptorEncoder,
-    statuses: &[ServiceStatus],
-    name: &str,
-    help: &str,
-    value: impl Fn(&ServiceStatus) -> Option<f64>,
-) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(
-        name,
-        help,
-        None,
-        prometheus_client::metrics::MetricType::Gauge,
-    )?;
-    for s in statuses {
-        if let Some(v) = value(s) {
-            let labels = instance(s);
-            ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
-        }
-    }
-    Ok(())
-}
-
-impl Collector for Services {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let statuses = self.0.services();
+impl Collector for Scrape {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        {
-            let mut family = encoder.encode_descriptor(
-                "steward_service_state",
-                "1 for the state each service instance is in, 0 for the others.",
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for s in &statuses {
-                for state in STATES {
-                    let labels = InState {
-                        service: s.service.clone(),
-                        replica: s.replica.to_string(),
-                        state: state.to_string(),
-                    };
-                    ConstGauge::new(i64::from(s.state == state))
-                        .encode(family.encode_family(&labels)?)?;
-                }
-            }
-        }
-        {
-            let mut family = encoder.encode_descriptor(
-                "steward_service_restarts",
-                "Restarts of each service instance since the agent started.",
-                None,
-                prometheus_client::metrics::MetricType::Counter,
-            )?;
-            for s in &statuses {
-                let labels = instance(s);
-                ConstCounter::new(u64::from(s.restarts)).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        gauges(
-            &mut encoder,
-            &statuses,
+        let s = &self.services;
+        family(
+            &mut e,
+            "steward_service_state",
+            "1 for the state each service instance is in, 0 for the others.",
+            MetricType::Gauge,
+            s.iter().flat_map(|s| {
+                STATES.iter().map(move |&st| {
+                    let mut l = of(s);
+                    l.push(("state", st.to_string()));
+                    (l, ConstGauge::new(i64::from(s.state == st)))
+                })
+            }),
+        )?;
+        family(
+            &mut e,
             "steward_service_ready",
             "1 when the instance is up: running and ready, or a one-shot that exited 0.",
-            |s| Some(f64::from(u8::from(s.is_up()))),
+            MetricType::Gauge,
+            s.iter()
+                .map(|s| (of(s), ConstGauge::new(i64::from(s.is_up())))),
         )?;
-        gauges(
-            &mut encoder,
-            &statuses,
+        family(
+            &mut e,
+            "steward_service_restarts",
+            "Restarts of each service instance since the agent started.",
+            MetricType::Counter,
+            s.iter()
+                .map(|s| (of(s), ConstCounter::new(u64::from(s.restarts)))),
+        )?;
+        family(&mut e, "steward_service_exits", "Process exits of each instance since the agent started, by how they ended (exited, signaled, oom_killed, timed_out, killed_unhealthy, spawn_failed, stopped, ...).", MetricType::Counter,
+            self.counts.exits.iter().map(|((inst, class), n)| {
+                let mut l = of_instance(inst);
+                l.push(("class", class.clone()));
+                (l, ConstCounter::new(*n))
+            }))?;
+        family(&mut e, "steward_service_oom_kills", "Exits of each instance that were OOM kills (the kernel's in its cgroup, or steward's RSS watchdog).", MetricType::Counter,
+            s.iter().map(|s| {
+                let n = self.counts.oom_kills.get(&s.name).copied().unwrap_or(0);
+                (of(s), ConstCounter::new(n))
+            }))?;
+        family(
+            &mut e,
             "steward_service_start_time_seconds",
             "When the instance's current process started, in seconds since the epoch.",
-            |s| s.uptime_ms.map(|u| now - u as f64 / 1000.0),
+            MetricType::Gauge,
+            s.iter()
+                .filter_map(|s| s.uptime_ms.map(|u| (of(s), gauge(now - u as f64 / 1000.0)))),
         )?;
-        gauges(
-            &mut encoder,
-            &statuses,
+        family(
+            &mut e,
             "steward_service_memory_bytes",
             "Memory the instance uses now (its cgroup's, or its processes' RSS).",
-            |s| s.memory_used.map(|m| m as f64),
+            MetricType::Gauge,
+            s.iter()
+                .filter_map(|s| s.memory_used.map(|m| (of(s), gauge(m as f64)))),
         )?;
-        gauges(
-            &mut encoder,
-            &statuses,
+        family(
+            &mut e,
             "steward_service_memory_limit_bytes",
             "The instance's memory limit.",
-            |s| s.memory_limit.map(|m| m as f64),
+            MetricType::Gauge,
+            s.iter()
+                .filter_map(|s| s.memory_limit.map(|m| (of(s), gauge(m as f64)))),
         )?;
-        let mut family = encoder.encode_descriptor(
+        family(&mut e, "steward_service_cpu_seconds", "CPU time (user and system) the instance's running processes have used, in seconds; it starts again from 0 when the instance restarts.", MetricType::Counter,
+            s.iter().filter_map(|s| s.cpu_seconds.map(|c| (of(s), ConstCounter::new(c)))))?;
+        family(&mut e, "steward_service_gpu_memory_bytes", "GPU memory the instance's processes hold on each GPU (NVML's per-process list, summed).", MetricType::Gauge,
+            self.gpu.iter().map(|g| {
+                let mut l = of_instance(&g.instance);
+                l.push(("gpu", g.gpu.to_string()));
+                l.push(("UUID", g.uuid.clone()));
+                (l, gauge(g.bytes as f64))
+            }))?;
+        jobs_metrics::encode(&mut e, &self.queues, &self.counts)?;
+        family(
+            &mut e,
             "steward_agent_info",
-            "The agent's version.",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
+            "The agent's version and how it enforces limits.",
+            MetricType::Gauge,
+            [(
+                vec![
+                    ("version", env!("CARGO_PKG_VERSION").to_string()),
+                    ("cgroups", self.cgroup_mode.clone()),
+                ],
+                ConstGauge::new(1),
+            )],
         )?;
-        let labels = Info {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        };
-        ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
+        family(
+            &mut e,
+            "steward_agent_orphans_reaped",
+            "Orphaned processes (not started by steward directly) the agent reaped.",
+            MetricType::Counter,
+            [(Labels::new(), ConstCounter::new(self.agent.orphans_reaped))],
+        )?;
         Ok(())
     }
 }
 
-/// The registry `/metrics` encodes.
-pub fn registry(view: Arc<dyn AgentView>) -> Registry {
+/// The scrape, and the gateway's series after it, as OpenMetrics text (one `# EOF`).
+pub fn encode(scrape: Scrape, gateway: Option<&str>) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Services(view)));
-    registry
-}
-
-/// The registry as OpenMetrics text.
-pub fn encode(registry: &Registry) -> String {
+    registry.register_collector(Box::new(scrape));
     let mut out = String::new();
-    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
         out.clear();
+    }
+    if let Some(g) = gateway {
+        let body = out.strip_suffix("# EOF\n").unwrap_or(&out).to_string();
+        out = body + g;
     }
     out
 }

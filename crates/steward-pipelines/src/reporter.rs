@@ -55,6 +55,9 @@ impl Reporter {
             Ok(()) => match retrying(|| self.store.complete(&lease)).await {
                 Ok(true) => {
                     self.last_completion.store(now_ms(), Ordering::Relaxed);
+                    self.ctx
+                        .tally
+                        .job_attempt(&self.pipeline.queue, Ok(()), true, ran_s(job));
                     true
                 }
                 Ok(false) => {
@@ -108,6 +111,12 @@ impl Reporter {
                         return false;
                     }
                 };
+                self.ctx.tally.job_attempt(
+                    &self.pipeline.queue,
+                    Err(&f.class),
+                    quarantined,
+                    ran_s(job),
+                );
                 self.ctx.emit(
                     Some(&self.pipeline.name),
                     EventKind::JobFailed {
@@ -154,6 +163,12 @@ impl Reporter {
             tracing::warn!("{why}");
         }
     }
+}
+
+/// Seconds since the job first started (its first attempt), for the duration histogram.
+fn ran_s(job: &Job) -> f64 {
+    let since = job.started_at.unwrap_or(job.created_at);
+    (now_ms() - since).max(0) as f64 / 1000.0
 }
 
 /// How long an outcome is retried while the queue cannot take it (a database that

@@ -3,10 +3,10 @@
 
 use crate::cgroup::CgroupDriver;
 use crate::reaper::Reaper;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use steward_events::{Event, EventKind, EventLog, ExitClass};
+use steward_events::{Event, EventKind, EventLog, ExitClass, Tally};
 use tokio::sync::{broadcast, watch};
 
 pub struct SupervisorContext {
@@ -22,7 +22,16 @@ pub struct SupervisorContext {
     gpu_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Every process exit of every instance, for whoever tracks work they held (leases).
     exits: broadcast::Sender<InstanceExit>,
+    /// Counts for `/metrics`, kept from the events as they are emitted.
+    pub tally: Tally,
+    /// Every event as it is emitted, for live views (the dashboard's timeline).
+    feed: broadcast::Sender<Event>,
+    /// The latest [`RECENT_EVENTS`] events, for a view that opens now.
+    recent: Mutex<VecDeque<Event>>,
 }
+
+/// How many of the latest events the agent keeps in memory for a view that opens.
+pub const RECENT_EVENTS: usize = 500;
 
 /// An instance's process ended.
 #[derive(Debug, Clone)]
@@ -48,6 +57,9 @@ impl SupervisorContext {
             changes: watch::channel(0).0,
             gpu_locks: Mutex::new(HashMap::new()),
             exits: broadcast::channel(1024).0,
+            tally: Tally::default(),
+            feed: broadcast::channel(1024).0,
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_EVENTS)),
         }
     }
 
@@ -70,6 +82,26 @@ impl SupervisorContext {
         if let Err(e) = self.events.append(&event) {
             tracing::warn!("{e}");
         }
+        self.tally.record(&event);
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if recent.len() == RECENT_EVENTS {
+                recent.pop_front();
+            }
+            recent.push_back(event.clone());
+        }
+        let _ = self.feed.send(event);
+    }
+
+    /// Events from now on (a receiver that falls behind by 1,024 skips the oldest).
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.feed.subscribe()
+    }
+
+    /// The latest events, oldest first.
+    pub fn recent_events(&self) -> Vec<Event> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().cloned().collect()
     }
 
     /// Some instance's state changed.

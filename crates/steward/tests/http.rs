@@ -3,29 +3,13 @@
 
 mod common;
 use common::*;
-use std::io::{Read, Write};
 
-/// `GET path` on 127.0.0.1:`port` with an optional bearer token: (status, body).
-fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    c.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
+/// `GET path` with an optional bearer token: (status, body).
+fn get_with(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token.map(|t| format!("Authorization: Bearer {t}"));
+    let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
+    let r = get(port, path, &headers);
+    (r.status, r.body)
 }
 
 #[test]
@@ -45,7 +29,7 @@ health = {{ exec = ["test", "-f", "loaded"], interval = "100ms", start_interval 
 "#
     ));
     agent.running("model");
-    let (status, body) = get(port, "/health", None);
+    let (status, body) = get_with(port, "/health", None);
     assert_eq!(status, 503, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["status"], "unavailable");
@@ -59,13 +43,13 @@ health = {{ exec = ["test", "-f", "loaded"], interval = "100ms", start_interval 
 
     std::fs::write(agent.path().join("loaded"), "").unwrap();
     wait_until("/health to be 200", LONG, || {
-        get(port, "/health", None).0 == 200
+        get_with(port, "/health", None).0 == 200
     });
-    let (status, body) = get(port, "/ready", None);
+    let (status, body) = get_with(port, "/ready", None);
     assert_eq!(status, 200, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["up"], 2);
-    assert_eq!(get(port, "/nope", None).0, 404);
+    assert_eq!(get_with(port, "/nope", None).0, 404);
 }
 
 #[test]
@@ -77,11 +61,11 @@ fn with_a_token_every_request_needs_it() {
     .with_env("STEWARD_TEST_HTTP_TOKEN", "s3cret-token")
     .launch(&[]);
     agent.running("a");
-    let (status, body) = get(port, "/health", None);
+    let (status, body) = get_with(port, "/health", None);
     assert_eq!(status, 401, "{body}");
-    assert_eq!(get(port, "/health", Some("wrong")).0, 401);
+    assert_eq!(get_with(port, "/health", Some("wrong")).0, 401);
     wait_until("/health with the token to be 200", LONG, || {
-        get(port, "/health", Some("s3cret-token")).0 == 200
+        get_with(port, "/health", Some("s3cret-token")).0 == 200
     });
     assert!(
         !agent.agent_log().contains("s3cret-token"),
@@ -131,7 +115,7 @@ fn config_check_refuses_an_http_face_beyond_loopback_without_a_token_and_an_empt
 #[test]
 fn metrics_show_each_services_state_and_restarts_and_a_crash_counts() {
     let port = free_port();
-    let agent = Agent::start(&format!(
+    let agent = Agent::prepare(&format!(
         r#"
 [http]
 listen = "127.0.0.1:{port}"
@@ -144,10 +128,18 @@ memory = "64MiB"
 # Exits at once whenever "crash" exists; otherwise runs.
 command = ["sh", "-c", "test -f crash && exit 3; exec sleep 1000"]
 backoff = {{ initial = "50ms", max = "100ms" }}
+
+[pipelines.ocr]
+command = ["sh", "-c", "kill -SEGV $$", "{{input}}"]
+inputs = ["in"]
+max_attempts = 1
 "#
     ));
+    // One input, which segfaults: quarantined.
+    write_inputs(&agent.path().join("in"), 1);
+    let agent = agent.launch(&[]);
     agent.running("flaky");
-    let (status, text) = get(port, "/metrics", None);
+    let (status, text) = get_with(port, "/metrics", None);
     assert_eq!(status, 200);
     assert!(
         text.contains("steward_service_state{service=\"web\",replica=\"0\",state=\"running\"} 1"),
@@ -170,6 +162,54 @@ backoff = {{ initial = "50ms", max = "100ms" }}
         !text.contains("# EOF"),
         "classic text without Accept: {text}"
     );
+    std::fs::write(agent.path().join("crash"), "").unwrap();
+    let pid = agent.service("flaky")["pid"].as_u64().unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    wait_until("a restart to show in /metrics", LONG, || {
+        let (_, text) = get_with(port, "/metrics", None);
+        text.lines().any(|l| {
+            l.starts_with("steward_service_restarts_total{service=\"flaky\"")
+                && l.rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_some_and(|v| v >= 1)
+        })
+    });
+    let (_, text) = get_with(port, "/metrics", None);
+    assert!(
+        text.contains(
+            "steward_service_exits_total{service=\"flaky\",replica=\"0\",class=\"signaled\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("steward_service_cpu_seconds_total{service=\"web\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("steward_agent_info{version=\"") && text.contains("cgroups=\""),
+        "{text}"
+    );
+
+    // The job that segfaulted is quarantined: the queue's series say so.
+    wait_until("the job to be quarantined in /metrics", LONG, || {
+        get_with(port, "/metrics", None)
+            .1
+            .contains("steward_jobs{queue=\"ocr\",state=\"quarantined\"} 1")
+    });
+    let (_, text) = get_with(port, "/metrics", None);
+    for series in [
+        "steward_jobs_finished_total{queue=\"ocr\",outcome=\"quarantined\"} 1",
+        "steward_job_attempts_total{queue=\"ocr\",class=\"signaled\"} 1",
+        "steward_job_duration_seconds_count{queue=\"ocr\"} 1",
+        "steward_job_duration_seconds_bucket{le=\"+Inf\",queue=\"ocr\"} 1",
+    ] {
+        assert!(text.contains(series), "{series} is missing: {text}");
+    }
+    // Every family, the histogram too, passes Prometheus' own linter.
     let promtool = which("promtool")
         .expect("promtool is missing: apt-get install prometheus (scripts/test does)");
     let file = agent.path().join("metrics.txt");
@@ -185,21 +225,4 @@ backoff = {{ initial = "50ms", max = "100ms" }}
         stdout(&out),
         stderr(&out)
     );
-
-    std::fs::write(agent.path().join("crash"), "").unwrap();
-    let pid = agent.service("flaky")["pid"].as_u64().unwrap();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    wait_until("a restart to show in /metrics", LONG, || {
-        let (_, text) = get(port, "/metrics", None);
-        text.lines().any(|l| {
-            l.starts_with("steward_service_restarts_total{service=\"flaky\"")
-                && l.rsplit(' ')
-                    .next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .is_some_and(|v| v >= 1)
-        })
-    });
 }

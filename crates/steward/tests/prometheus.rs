@@ -27,7 +27,7 @@ fn query(port: u16, query: &str) -> Option<f64> {
         .collect();
     write!(
         c,
-        "GET /api/v1/query?query={q} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET /api/v1/query?query={q} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut text = String::new();

@@ -55,18 +55,23 @@ impl TaskState {
     ) -> ServiceStatus {
         let now = Instant::now();
         let running = self.pid.is_some();
-        let memory_used = if !running {
-            None
-        } else if let Some(g) = &self.cgroup {
-            g.memory_current()
-        } else {
-            Some(
-                procfs::pids_with_marker(unit)
-                    .into_iter()
-                    .filter_map(procfs::rss_bytes)
-                    .sum(),
-            )
+        // Every process of the run: its group's, or those carrying its marker.
+        let processes: Vec<i32> = match (&self.cgroup, running) {
+            (_, false) => Vec::new(),
+            (Some(g), true) => g.pids(),
+            (None, true) => procfs::pids_with_marker(unit),
         };
+        let memory_used = match (&self.cgroup, running) {
+            (_, false) => None,
+            (Some(g), true) => g.memory_current(),
+            (None, true) => Some(processes.iter().filter_map(|&p| procfs::rss_bytes(p)).sum()),
+        };
+        let cpu_seconds = running.then(|| {
+            processes
+                .iter()
+                .filter_map(|&p| procfs::cpu_seconds(p))
+                .sum()
+        });
         ServiceStatus {
             name: inst.name.clone(),
             service: inst.service.clone(),
@@ -89,6 +94,8 @@ impl TaskState {
                 .next_start
                 .map(|t| t.saturating_duration_since(now).as_millis() as u64),
             memory_used,
+            cpu_seconds,
+            processes: processes.iter().map(|&p| p as u32).collect(),
             memory_limit: svc.memory.map(|m| m.bytes()),
             enforcement,
             health: self.health,

@@ -15,21 +15,26 @@ pub(super) struct AgentBasics {
     pub started: Instant,
 }
 
+/// The agent itself, as `ps` and the HTTP API show it.
+pub(super) fn agent_info(sup: &Supervisor, info: &AgentBasics) -> AgentInfo {
+    let ctx = sup.context();
+    AgentInfo {
+        pid: std::process::id(),
+        config: info.config.display().to_string(),
+        state_dir: info.state_dir.to_string(),
+        cgroups: ctx.cgroups.describe(),
+        uptime_ms: info.started.elapsed().as_millis() as u64,
+        orphans_reaped: ctx.reaper.orphans_reaped(),
+    }
+}
+
 pub(super) async fn handle(sup: &Arc<Supervisor>, info: &AgentBasics, req: Request) -> Response {
     let result = match req {
         Request::Ping => Ok(()),
         Request::Ps => {
-            let ctx = sup.context();
             return Response {
                 ps: Some(PsReply {
-                    agent: AgentInfo {
-                        pid: std::process::id(),
-                        config: info.config.display().to_string(),
-                        state_dir: info.state_dir.to_string(),
-                        cgroups: ctx.cgroups.describe(),
-                        uptime_ms: info.started.elapsed().as_millis() as u64,
-                        orphans_reaped: ctx.reaper.orphans_reaped(),
-                    },
+                    agent: agent_info(sup, info),
                     services: sup.status(),
                 }),
                 ..Response::ok()

@@ -74,7 +74,10 @@ pub(super) fn start_gateway(
     listeners: GatewayListeners,
     supervisor: Option<Arc<Supervisor>>,
     shutdown: tokio::sync::watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
+) -> Option<(
+    Arc<steward_gateway::GatewayState>,
+    tokio::task::JoinHandle<()>,
+)> {
     let g = config.gateway.as_ref()?;
     if let Ok(addr) = listeners.main.local_addr() {
         tracing::info!("gateway listening on http://{addr}");
@@ -95,13 +98,18 @@ pub(super) fn start_gateway(
             shutdown.clone(),
         ))
     });
-    let main = tokio::spawn(steward_gateway::serve(listeners.main, state, shutdown));
-    Some(tokio::spawn(async move {
+    let main = tokio::spawn(steward_gateway::serve(
+        listeners.main,
+        state.clone(),
+        shutdown,
+    ));
+    let joined = tokio::spawn(async move {
         let _ = main.await;
         if let Some(m) = metrics {
             let _ = m.await;
         }
-    }))
+    });
+    Some((state, joined))
 }
 
 /// `steward gateway`: only the gateway, in the foreground, until SIGINT or SIGTERM.
@@ -118,7 +126,9 @@ pub fn run_gateway_only(config: Config) -> Result<()> {
     runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let listeners = bind_gateway(&config).await?;
-        let handle = listeners.and_then(|l| start_gateway(&config, l, None, rx));
+        let handle = listeners
+            .and_then(|l| start_gateway(&config, l, None, rx))
+            .map(|(_, joined)| joined);
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         tokio::select! {

@@ -223,19 +223,32 @@ impl Running<'_> {
         ));
         self.supervisor.start_all();
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-        let http_face = http_listener.map(|l| {
-            let view = Arc::new(http::SupervisorView(self.supervisor.clone()));
-            tokio::spawn(steward_http::serve(l, view, shutdown_rx.clone()))
-        });
+        let opened = Arc::new(std::sync::OnceLock::new());
+        let gateway_state = Arc::new(std::sync::OnceLock::new());
         let systemd =
             notify.map(|n| tokio::spawn(n.run(self.supervisor.clone(), shutdown_rx.clone())));
-        let gateway = gateway_listeners.and_then(|l| {
-            gateway::start_gateway(
-                self.config,
-                l,
-                Some(self.supervisor.clone()),
-                shutdown_rx.clone(),
-            )
+        let gateway = gateway_listeners
+            .and_then(|l| {
+                gateway::start_gateway(
+                    self.config,
+                    l,
+                    Some(self.supervisor.clone()),
+                    shutdown_rx.clone(),
+                )
+            })
+            .map(|(state, joined)| {
+                let _ = gateway_state.set(state);
+                joined
+            });
+        let http_face = http_listener.map(|l| {
+            let view = Arc::new(http::AgentView::new(
+                self.supervisor.clone(),
+                Arc::new(self.config.clone()),
+                self.basics.clone(),
+                opened.clone(),
+                gateway_state.clone(),
+            ));
+            tokio::spawn(steward_http::serve(l, view, shutdown_rx.clone()))
         });
         let owned = pipelines::Owned {
             config: self.config.clone(),
@@ -243,6 +256,7 @@ impl Running<'_> {
             supervisor: self.supervisor.clone(),
             instances: self.instances.to_vec(),
             until_empty: self.until == Until::Drained,
+            opened,
         };
         let (started, late) = match store {
             pipelines::StoreStart::Ready(store) => (

@@ -44,6 +44,8 @@ pub struct Owned {
     pub supervisor: Arc<Supervisor>,
     pub instances: Vec<steward_plan::Instance>,
     pub until_empty: bool,
+    /// Given the queue once it is open, for the HTTP face.
+    pub opened: Arc<std::sync::OnceLock<Arc<dyn JobStore>>>,
 }
 
 pub async fn start(
@@ -55,6 +57,7 @@ pub async fn start(
     let Some(store) = store else {
         return Ok(None);
     };
+    let _ = o.opened.set(store.clone());
     let start = steward_pipelines::Start {
         config: &o.config,
         ctx: &o.ctx,

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod http;
+#[allow(unused_imports)]
+pub use http::{get, http, post, HttpReply};
 pub const BIN: &str = env!("CARGO_BIN_EXE_steward");
 
 /// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
