@@ -94,13 +94,26 @@ fn loopback_host(headers: &HeaderMap) -> bool {
         return true;
     };
     let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        // `[addr]` or `[addr]:port`, nothing else after the bracket.
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, "")) => addr,
+            Some((addr, port)) if port.strip_prefix(':').is_some_and(is_port) => addr,
+            _ => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((h, port)) if is_port(port) => h,
+            Some(_) => return false,
+            None => host,
+        },
     };
     name == "localhost"
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_port(p: &str) -> bool {
+    !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// An action's `Origin`, when there is one (a browser always sends one on POST), must be
