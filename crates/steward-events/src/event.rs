@@ -97,6 +97,18 @@ pub enum EventKind {
     JobsRescued {
         jobs: Vec<i64>,
     },
+    /// The NVIDIA driver logged an Xid error (a GPU fault) in the kernel log.
+    GpuXid {
+        xid: u32,
+        /// The GPU's UUID when the PCI id in the line matched one; else the PCI id itself.
+        gpu: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        index: Option<u32>,
+        message: String,
+        /// What the code means and what to do, when the code is known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        explain: Option<String>,
+    },
     /// Nothing completed for `stall_timeout` while jobs were running.
     Stall {
         pipeline: String,
@@ -195,6 +207,7 @@ impl Event {
                 replicas.join(", "),
                 if *restarted { "; restarting them" } else { "" }
             ),
+            EventKind::GpuXid { xid, gpu, message, .. } => format!("GPU {gpu}: Xid {xid}: {message}"),
             EventKind::LeftoversKilled { pids } => {
                 format!(
                     "killed {} process(es) left by an earlier agent: {pids:?}",

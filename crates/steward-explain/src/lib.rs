@@ -18,3 +18,4 @@ pub use explainer::{baseline_category, explain_text, Explainer, Finding, Report}
 pub use since::{parse_since, Since};
 pub use templates::Template;
 pub use timestamp::line_time;
+pub use xid::{code_in as xid_code_in, meaning as xid_meaning, pci_in as xid_pci_in, same_pci};

@@ -66,10 +66,50 @@ pub fn meaning(code: u32) -> Option<(&'static str, &'static str)> {
     })
 }
 
+/// The GPU a driver's Xid line names, as it names it: `0000:00:06` in
+/// `NVRM: Xid (PCI:0000:00:06): 79, …`.
+pub fn pci_in(line: &str) -> Option<&str> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(r"Xid \(PCI:([0-9A-Fa-f:.]+)\)").expect("valid"));
+    Some(re.captures(line)?.get(1)?.as_str())
+}
+
+/// Whether an Xid line's PCI id (`0000:00:06`) and NVML's bus id (`00000000:00:06.0`)
+/// are the same device: domain, bus and device compared as numbers.
+pub fn same_pci(xid: &str, nvml: &str) -> bool {
+    fn parts(id: &str) -> Option<(u64, u64, u64)> {
+        let id = id.split('.').next()?;
+        let mut it = id.rsplit(':');
+        let device = u64::from_str_radix(it.next()?, 16).ok()?;
+        let bus = u64::from_str_radix(it.next()?, 16).ok()?;
+        let domain = it
+            .next()
+            .map_or(Some(0), |d| u64::from_str_radix(d, 16).ok())?;
+        Some((domain, bus, device))
+    }
+    parts(xid).is_some_and(|p| Some(p) == parts(nvml))
+}
+
 /// The Xid code in a driver line, if any.
 pub fn code_in(line: &str) -> Option<u32> {
     static RE: OnceLock<Regex> = OnceLock::new();
     let re = RE.get_or_init(|| Regex::new(r"Xid \([^)]*\): (\d+)|\bXid (\d+)\b").expect("valid"));
     let caps = re.captures(line)?;
     caps.get(1).or(caps.get(2))?.as_str().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_xid_lines_pci_id_matches_nvmls_bus_id() {
+        let line =
+            "NVRM: Xid (PCI:0000:00:06): 79, pid=870, name=python3, GPU has fallen off the bus.";
+        assert_eq!(pci_in(line), Some("0000:00:06"));
+        assert_eq!(code_in(line), Some(79));
+        assert!(same_pci("0000:00:06", "00000000:00:06.0"));
+        assert!(!same_pci("0000:00:07", "00000000:00:06.0"));
+        assert!(!same_pci("zz", "00000000:00:06.0"));
+    }
 }

@@ -137,6 +137,10 @@ impl Collector for Scrape {
                 l.push(("UUID", g.uuid.clone()));
                 (l, gauge(g.bytes as f64))
             }))?;
+        family(&mut e, "steward_gpu_xid_errors", "Xid errors the NVIDIA driver logged for each GPU since the agent started, by code (a counter; DCGM's XID gauge holds only the last one).", MetricType::Counter,
+            self.counts.gpu_xid.iter().map(|((uuid, xid), n)| {
+                (vec![("UUID", uuid.clone()), ("xid", xid.to_string())], ConstCounter::new(*n))
+            }))?;
         jobs_metrics::encode(&mut e, &self.queues, &self.counts)?;
         family(
             &mut e,

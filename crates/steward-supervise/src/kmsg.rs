@@ -63,3 +63,35 @@ pub fn recent(within: std::time::Duration, pid: i32, group: &str) -> Vec<u8> {
     }
     out
 }
+
+/// Calls `on_message` with each kernel log message written from now on, on a thread of
+/// its own (reads of `/dev/kmsg` block). `None` when `/dev/kmsg` cannot be read (not
+/// root, or a container without it): then nothing is followed.
+pub fn follow(
+    mut on_message: impl FnMut(&str) + Send + 'static,
+) -> Option<std::thread::JoinHandle<()>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open("/dev/kmsg").ok()?;
+    // Only what comes after the agent started: SEEK_END skips the ring's old records.
+    f.seek(SeekFrom::End(0)).ok()?;
+    std::thread::Builder::new()
+        .name("kmsg".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match f.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        let rec = String::from_utf8_lossy(&buf[..n]);
+                        if let Some((_, msg)) = rec.split_once(';') {
+                            on_message(msg.lines().next().unwrap_or(""));
+                        }
+                    }
+                    // EPIPE: records were overwritten before they were read; go on.
+                    Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                    Err(_) => return,
+                }
+            }
+        })
+        .ok()
+}

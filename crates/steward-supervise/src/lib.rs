@@ -16,7 +16,7 @@ mod execution;
 mod handle;
 pub mod health;
 mod job;
-mod kmsg;
+pub mod kmsg;
 pub mod leftovers;
 mod notify;
 pub mod output;

@@ -226,3 +226,41 @@ max_attempts = 1
         stderr(&out)
     );
 }
+
+#[test]
+fn an_xid_the_driver_logs_is_counted_for_its_gpu_and_put_on_the_timeline() {
+    // The driver writes Xid lines to the kernel log; root may write one the same way. A
+    // machine whose /dev/kmsg this test cannot write cannot show it.
+    let Ok(mut kmsg) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") else {
+        panic!("/dev/kmsg is not writable here: run the tests as root (scripts/test does in CI)");
+    };
+    let port = free_port();
+    let agent = Agent::start(&format!(
+        "[http]\nlisten = \"127.0.0.1:{port}\"\n\n[services.a]\ncommand = [\"sleep\", \"1000\"]\n"
+    ));
+    agent.running("a");
+    // A PCI id no GPU here has: counted under the PCI id, since no UUID matches it.
+    let pci = format!("0000:{:02x}:1f", std::process::id() % 250);
+    // One write is one record: the line goes whole.
+    let line =
+        format!("NVRM: Xid (PCI:{pci}): 79, pid=1234, name=python3, GPU has fallen off the bus.\n");
+    std::io::Write::write_all(&mut kmsg, line.as_bytes()).unwrap();
+    let series = format!("steward_gpu_xid_errors_total{{UUID=\"PCI:{pci}\",xid=\"79\"}} 1");
+    wait_until("the Xid to be counted", LONG, || {
+        get_with(port, "/metrics", None).1.contains(&series)
+    });
+    let (_, events) = get_with(port, "/api/v1/events/recent", None);
+    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
+    let xid = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "gpu_xid")
+        .unwrap_or_else(|| panic!("no gpu_xid event: {events}"))
+        .clone();
+    assert_eq!(xid["xid"], 79);
+    assert!(
+        xid["explain"].as_str().unwrap().starts_with("xid-79: "),
+        "{xid}"
+    );
+}

@@ -12,6 +12,7 @@ mod pipelines;
 mod preflight;
 mod reload;
 mod systemd;
+mod xid;
 
 pub use detach::run_detached;
 pub use gateway::run_gateway_only;
@@ -156,6 +157,7 @@ async fn agent_main(
         }
     }
     set_own_oom_score_adj();
+    xid::watch(ctx.clone());
 
     let supervisor = match Supervisor::new(ctx.clone(), &config, instances.clone()) {
         Ok(s) => s,
