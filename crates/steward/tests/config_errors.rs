@@ -137,6 +137,7 @@ fn every_example_config_is_valid() {
                 .args(["config", "check", "--no-host", config.to_str().unwrap()])
                 .current_dir(&examples)
                 .env("STEWARD_GATEWAY_KEYS", "sk-example-1,sk-example-2")
+                .env("STEWARD_HTTP_TOKEN", "example-token")
                 .env(
                     "STEWARD_QUEUE_URL",
                     "postgresql://steward@db.internal/steward",
