@@ -21,6 +21,7 @@ pub mod leftovers;
 mod notify;
 pub mod output;
 pub mod procfs;
+mod pseudo_file;
 mod reaper;
 mod reload;
 mod service;

@@ -45,14 +45,14 @@ pub fn pids_with_marker_prefix(prefix: &str) -> Vec<i32> {
 
 /// The process state letter from `/proc/PID/stat` (`R`, `S`, `Z`, ...).
 pub fn state(pid: i32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::pseudo_file::read(format!("/proc/{pid}/stat"))?;
     // The command name may hold spaces and parentheses; the state follows the last ')'.
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// Parent pid from `/proc/PID/stat`.
 pub fn ppid(pid: i32) -> Option<i32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::pseudo_file::read(format!("/proc/{pid}/stat"))?;
     stat.rsplit_once(')')?
         .1
         .split_whitespace()
@@ -67,7 +67,7 @@ pub fn is_zombie(pid: i32) -> bool {
 
 /// Resident memory of one process, in bytes.
 pub fn rss_bytes(pid: i32) -> Option<u64> {
-    let statm = fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let statm = crate::pseudo_file::read(format!("/proc/{pid}/statm"))?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * page_size())
 }
@@ -75,7 +75,7 @@ pub fn rss_bytes(pid: i32) -> Option<u64> {
 /// CPU time one process used, user and system, with that of its children it waited for,
 /// in seconds.
 pub fn cpu_seconds(pid: i32) -> Option<f64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::pseudo_file::read(format!("/proc/{pid}/stat"))?;
     // After the name: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks: u64 = fields

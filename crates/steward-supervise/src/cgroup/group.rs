@@ -35,8 +35,7 @@ impl ServiceCgroup {
             Some(Enforcement::CgroupV1) => "memory.oom_control",
             _ => "memory.events",
         };
-        fs::read_to_string(self.dir().join(file))
-            .ok()
+        crate::pseudo_file::read(self.dir().join(file))
             .and_then(|t| keyed_value(&t, "oom_kill"))
             .unwrap_or(0)
     }
@@ -58,12 +57,20 @@ impl ServiceCgroup {
         read_u64(&self.dir().join(file))
     }
 
+    /// The processes of the run, read from its first group only: every process is put
+    /// in all of the run's groups at spawn, so one list is enough for `ps` and a scrape.
+    pub fn members(&self) -> Vec<i32> {
+        crate::pseudo_file::read(self.dir().join("cgroup.procs"))
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
     /// Every process in the group.
     pub fn pids(&self) -> Vec<i32> {
         let mut pids: Vec<i32> = self
             .dirs
             .iter()
-            .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
+            .filter_map(|d| crate::pseudo_file::read(d.join("cgroup.procs")))
             .flat_map(|t| {
                 t.lines()
                     .filter_map(|l| l.trim().parse().ok())
@@ -119,5 +126,5 @@ pub fn keyed_value(text: &str, key: &str) -> Option<u64> {
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+    crate::pseudo_file::read(path)?.trim().parse().ok()
 }

@@ -7,7 +7,6 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
 
 /// Told once when writing the log starts failing (a full disk, say), with the error: the
 /// agent makes it an event.
@@ -88,6 +87,11 @@ impl Tail {
     }
 }
 
+thread_local! {
+    /// One read buffer per runtime thread, shared by every pump on it.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
+}
+
 /// Starts the pump; the handle resolves once the pipe has reached its end. With `tail`,
 /// the latest output is also kept in memory; `on_trouble` hears when writing starts to fail.
 pub fn pump(
@@ -98,23 +102,29 @@ pub fn pump(
     on_trouble: Option<OnLogTrouble>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(read_end) {
+        let pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(read_end) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!("{service}: cannot read its output: {e}");
                 return;
             }
         };
-        let mut buf = vec![0u8; 64 * 1024];
         let mut trouble = Trouble {
             since: None,
             said: Instant::now(),
             on_trouble,
         };
         loop {
-            match pipe.read(&mut buf).await {
-                Ok(0) => break,
-                Ok(n) => {
+            if let Err(e) = pipe.readable().await {
+                tracing::warn!("{service}: reading its output failed: {e}");
+                break;
+            }
+            // The buffer is the worker thread's, borrowed between readiness and the write
+            // (nothing awaits in between): an idle service holds no buffer of its own.
+            let read = READ_BUF.with(|b| {
+                let mut buf = b.borrow_mut();
+                let n = pipe.try_read(&mut buf)?;
+                if n > 0 {
                     let written = files
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -127,7 +137,19 @@ pub fn pump(
                         t.push(&buf[..n]);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok::<usize, io::Error>(n)
+            });
+            match read {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => {
                     tracing::warn!("{service}: reading its output failed: {e}");
                     break;

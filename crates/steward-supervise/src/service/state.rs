@@ -58,7 +58,7 @@ impl TaskState {
         // Every process of the run: its group's, or those carrying its marker.
         let processes: Vec<i32> = match (&self.cgroup, running) {
             (_, false) => Vec::new(),
-            (Some(g), true) => g.pids(),
+            (Some(g), true) => g.members(),
             (None, true) => procfs::pids_with_marker(unit),
         };
         let memory_used = match (&self.cgroup, running) {
