@@ -81,6 +81,9 @@ pub struct ServiceStatus {
     /// CPU time its running processes have used (user and system), in seconds.
     #[serde(default)]
     pub cpu_seconds: Option<f64>,
+    /// The CPUs it is pinned to (`0-3,8`), when the plan pinned it.
+    #[serde(default)]
+    pub cpus: Option<String>,
     /// The pids of its running processes (its group's, or those carrying its marker).
     #[serde(default)]
     pub processes: Vec<u32>,

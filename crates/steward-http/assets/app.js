@@ -106,6 +106,7 @@ function renderServices() {
       el("td", { class: "c-restarts" }, s.restarts),
       exit, el("td", {}, mem), el("td", {}, gpu),
       el("td", {}, s.cpu_seconds === null || s.cpu_seconds === undefined ? "-" : s.cpu_seconds.toFixed(1)),
+      el("td", { class: "c-cpus" }, s.cpus || "any"),
       buttons);
   }));
   document.querySelectorAll("#service-table th[data-key]").forEach((th) => {
@@ -304,4 +305,6 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }, 1000);
   setInterval(() => { if (!document.hidden) refresh(); }, 30000);
+  // An open log follows its service's output.
+  setInterval(() => { if (logName && tab === "services" && !document.hidden) loadLog(); }, 2000);
 });

@@ -95,6 +95,10 @@ impl TaskState {
                 .map(|t| t.saturating_duration_since(now).as_millis() as u64),
             memory_used,
             cpu_seconds,
+            cpus: inst
+                .cpus
+                .clone()
+                .map(|c| steward_config::CpuList(c).to_string()),
             processes: processes.iter().map(|&p| p as u32).collect(),
             memory_limit: svc.memory.map(|m| m.bytes()),
             enforcement,
