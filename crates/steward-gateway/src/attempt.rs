@@ -3,7 +3,6 @@
 //! stream with an SSE error event. A stream's first byte is its first data event; a
 //! non-streaming answer is read whole and checked to be JSON before any of it is sent.
 
-use crate::body::ChannelBody;
 use crate::responses::{full, sse_error, Body};
 use crate::slots::Slot;
 use crate::state::{GatewayState, RouteState, Upstream};
@@ -13,6 +12,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use std::time::Duration;
 use steward_config::Backend;
+use steward_net::ChannelBody;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 

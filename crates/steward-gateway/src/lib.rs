@@ -8,7 +8,6 @@
 
 mod attempt;
 mod balance;
-mod body;
 mod budget;
 mod edge;
 mod forward;

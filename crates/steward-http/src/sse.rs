@@ -6,32 +6,15 @@
 use crate::reply::{Body, Reply};
 use crate::AgentView;
 use http_body_util::BodyExt;
-use hyper::body::{Bytes, Frame};
-use std::convert::Infallible;
-use std::pin::Pin;
+use hyper::body::Bytes;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use steward_events::Event;
+use steward_net::ChannelBody;
 use tokio::sync::{broadcast, mpsc, watch};
 
 /// How many of the latest events a new stream starts with.
 const REPLAY: usize = 200;
-
-/// A body fed by a channel: the stream ends when the sender goes.
-struct ChannelBody(mpsc::Receiver<Bytes>);
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
-    }
-}
 
 /// One event as the stream and `/api/v1/events?recent` carry it: the event's fields,
 /// with its one-line summary.

@@ -1,6 +1,6 @@
-//! A response body fed from a channel: the pump task owns the upstream body and applies
-//! the idle and total timeouts; when the client goes away the channel closes, the pump
-//! stops, and dropping the upstream body cancels the upstream request.
+//! A response body fed from a channel, for answers that are written as they happen (a
+//! gateway stream, the agent's event stream): the body ends when the sender goes, and when
+//! the client goes away the channel closes, so the writer stops.
 
 use hyper::body::{Bytes, Frame};
 use std::convert::Infallible;
