@@ -13,7 +13,7 @@ pub use client::Client;
 pub use lock::{bind_socket, StateDirLock};
 pub use protocol::{AgentInfo, PsReply, ReloadReport, Request, Response};
 pub use server::{serve, Incoming};
-pub use status::{awaited, Health, ServiceState, ServiceStatus};
+pub use status::{awaited, Health, LastFinding, ServiceState, ServiceStatus};
 
 use std::path::PathBuf;
 use steward_config::StateDir;

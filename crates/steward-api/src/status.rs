@@ -99,6 +99,24 @@ pub struct ServiceStatus {
     /// `explain`'s one-line reading of the last failure's output.
     #[serde(default)]
     pub last_explain: Option<String>,
+    /// The latest cause (or fatal signature) seen in its output while it ran.
+    #[serde(default)]
+    pub last_finding: Option<LastFinding>,
+}
+
+/// A finding in a running service's output, as `ps` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastFinding {
+    pub id: String,
+    pub category: String,
+    pub line: String,
+    /// Occurrences in the run it was seen in.
+    pub count: u64,
+    pub fatal: bool,
+    pub fix: String,
+    /// RFC 3339 time of its latest report.
+    pub at: String,
+    pub age_ms: u64,
 }
 
 impl ServiceStatus {

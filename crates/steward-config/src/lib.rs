@@ -41,7 +41,7 @@ pub use http::{Http, HttpToken};
 pub use node::{check_node_name, hostname, Node};
 pub use pipeline::{OnStall, Pipeline, PipelineMode, QuarantineMode};
 pub use queue::{mask_password, OnUnreachable, QueueSettings, QueueUrl};
-pub use service::{RestartPolicy, Service};
+pub use service::{OnFatalFinding, RestartPolicy, Service};
 pub use signal::StopSignal;
 pub use size::ByteSize;
 pub use state_dir::{StateDir, DEFAULT_STATE_DIR};

@@ -30,6 +30,7 @@ with_worker_keys! {
         #[serde(default)]
         pub notify: bool,
         pub depends_on: Option<RawDependsOn>,
+        pub on_fatal_finding: Option<OnFatalFinding>,
     }
 }
 
@@ -102,6 +103,17 @@ pub struct Service {
     pub pipeline: Option<String>,
     /// Per-job pipeline slots: no long-running process; jobs run in them one at a time.
     pub per_job: bool,
+    /// What a fatal finding in its running output does (a lost CUDA context, a dead
+    /// engine): restart it (the default), or only report it.
+    pub on_fatal_finding: OnFatalFinding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFatalFinding {
+    #[default]
+    Restart,
+    Report,
 }
 
 impl Service {
@@ -359,6 +371,7 @@ pub(crate) fn resolve_service(
         gpu_memory: raw.gpu_memory,
         pipeline: None,
         per_job: false,
+        on_fatal_finding: raw.on_fatal_finding.unwrap_or_default(),
     })
 }
 

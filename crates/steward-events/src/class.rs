@@ -33,6 +33,9 @@ pub enum ExitClass {
     /// Its pipeline completed nothing for `stall_timeout` and, with `on_stall = "restart"`,
     /// steward killed it (per-job) or restarted its replica (lease).
     Stalled,
+    /// Its running output showed a fatal signature (a lost CUDA context, a dead engine),
+    /// and steward restarted it.
+    FatalFinding { category: String, line: String },
 }
 
 /// Who enforced a memory limit.
@@ -91,6 +94,7 @@ impl ExitClass {
             ExitClass::LeaseExpired => "lease_expired",
             ExitClass::Reported { .. } => "reported",
             ExitClass::Stalled => "stalled",
+            ExitClass::FatalFinding { .. } => "fatal_finding",
         }
     }
 
@@ -107,6 +111,7 @@ impl ExitClass {
             ExitClass::LeaseExpired => "lease-expired".into(),
             ExitClass::Reported { .. } => "reported".into(),
             ExitClass::Stalled => "stalled".into(),
+            ExitClass::FatalFinding { category, .. } => format!("fatal: {category}"),
         }
     }
 }
@@ -143,6 +148,9 @@ impl fmt::Display for ExitClass {
             ExitClass::Stalled => f.write_str(
                 "killed because its pipeline completed nothing for stall_timeout (on_stall = \"restart\")",
             ),
+            ExitClass::FatalFinding { category, line } => {
+                write!(f, "restarted after a fatal {category} in its output: {line}")
+            }
         }
     }
 }

@@ -97,6 +97,20 @@ pub enum EventKind {
     JobsRescued {
         jobs: Vec<i64>,
     },
+    /// The output of a running process showed a cause, or a fatal signature. The first
+    /// occurrence is said at once; a repeat once a minute with its count.
+    Finding {
+        id: String,
+        category: String,
+        line: String,
+        /// Occurrences since the last such event.
+        count: u64,
+        /// Occurrences since the process started.
+        total: u64,
+        fatal: bool,
+        /// What to do.
+        explain: String,
+    },
     /// The NVIDIA driver logged an Xid error (a GPU fault) in the kernel log.
     GpuXid {
         xid: u32,
@@ -206,6 +220,10 @@ impl Event {
                 idle_ms / 1000,
                 replicas.join(", "),
                 if *restarted { "; restarting them" } else { "" }
+            ),
+            EventKind::Finding { category, line, count, total, fatal, .. } => format!(
+                "{}{category} in its output ({count} since the last report, {total} in all): {line}",
+                if *fatal { "fatal: " } else { "" }
             ),
             EventKind::GpuXid { xid, gpu, message, .. } => format!("GPU {gpu}: Xid {xid}: {message}"),
             EventKind::LeftoversKilled { pids } => {

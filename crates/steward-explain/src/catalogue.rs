@@ -22,6 +22,14 @@ pub struct Signature {
     /// never turns the others into symptoms.
     #[serde(default)]
     pub generic: bool,
+    /// Seen in a running process, it leaves the process useless (a lost CUDA context, a
+    /// dead engine): the supervisor restarts it unless the service says `report`.
+    #[serde(default)]
+    pub fatal: bool,
+    /// Fatal only when this pattern matches the line too (one telling variant of a
+    /// broader signature).
+    #[serde(default)]
+    pub fatal_if: Option<String>,
     /// A pattern that must also match within `window` lines.
     #[serde(default)]
     pub near: Option<String>,
@@ -50,6 +58,8 @@ pub struct Catalogue {
     /// is not one: its last line (the exception) is what is worth showing, and
     /// `python-exception` shows it.
     pub(crate) errorish: Regex,
+    /// Each signature's `fatal_if`, compiled.
+    pub(crate) fatal_if: Vec<Option<Regex>>,
 }
 
 /// The catalogue, parsed and compiled once.
@@ -89,7 +99,14 @@ impl Catalogue {
             r"(?i)\b(error|exception|fatal|panic|failed|failure|critical)\b",
         ))
         .map_err(|e| e.to_string())?;
+        let fatal_if = file
+            .signature
+            .iter()
+            .map(|s| s.fatal_if.as_deref().map(Regex::new).transpose())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
         Ok(Catalogue {
+            fatal_if,
             signatures: file.signature,
             set,
             owner,

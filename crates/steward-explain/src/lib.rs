@@ -3,11 +3,13 @@
 //! symptoms and before the noise; lines that look like errors but match nothing are
 //! collapsed into templates and reported below the known causes.
 //!
-//! Pure: no files, no clock. The CLI and the supervisor feed it lines.
+//! Pure: no files, no clock (a live watch is handed the time). The CLI and the supervisor
+//! feed it lines.
 
 mod catalogue;
 mod explainer;
 mod line;
+mod live;
 mod since;
 mod templates;
 mod timestamp;
@@ -15,6 +17,7 @@ mod xid;
 
 pub use catalogue::{catalogue, Catalogue, Signature};
 pub use explainer::{baseline_category, explain_text, Explainer, Finding, Report};
+pub use live::{LiveFinding, LiveWatch, REPORT_EVERY};
 pub use since::{parse_since, Since};
 pub use templates::Template;
 pub use timestamp::line_time;

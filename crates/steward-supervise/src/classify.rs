@@ -22,6 +22,8 @@ pub enum KilledBy {
     Timeout,
     /// Its pipeline stalled and `on_stall = "restart"` killed it.
     Stall,
+    /// Its output showed a fatal signature (`Evidence::fatal_finding` says which).
+    FatalFinding,
 }
 
 /// Everything known at exit time.
@@ -32,6 +34,8 @@ pub struct Evidence {
     pub cgroup_oom_kills: u64,
     pub memory_limit: Option<u64>,
     pub memory_peak: Option<u64>,
+    /// With `KilledBy::FatalFinding`: the finding's category and line.
+    pub fatal_finding: Option<(String, String)>,
 }
 
 pub fn classify(outcome: WaitOutcome, ev: &Evidence) -> ExitClass {
@@ -56,6 +60,14 @@ pub fn classify(outcome: WaitOutcome, ev: &Evidence) -> ExitClass {
             limit: ev.memory_limit,
             peak: ev.memory_peak,
             source: OomSource::Kernel,
+        };
+    }
+    if let (Some(KilledBy::FatalFinding), Some((category, line))) =
+        (ev.killed_by, &ev.fatal_finding)
+    {
+        return ExitClass::FatalFinding {
+            category: category.clone(),
+            line: line.clone(),
         };
     }
     match ev.killed_by {

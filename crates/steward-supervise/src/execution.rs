@@ -97,6 +97,8 @@ pub struct Spec<'a> {
     pub keep_tail: usize,
     /// What kills processes left behind when the main one ends, and how long they get.
     pub strays: (Signal, Duration),
+    /// Watch the output as it is written for causes and fatal signatures (services).
+    pub watch_output: bool,
 }
 
 /// A process that runs (or ran) within its limits.
@@ -112,16 +114,30 @@ pub struct Execution {
     reaped: Option<Option<Reaped>>,
     pump: JoinHandle<()>,
     tail: Option<Tail>,
+    /// What the output watch reports, while the process runs.
+    findings: Option<tokio::sync::mpsc::UnboundedReceiver<steward_explain::LiveFinding>>,
+    fatal_finding: Option<(String, String)>,
     memory_limit: Option<u64>,
     soft_limit: Option<SoftLimit>,
     strays: (Signal, Duration),
 }
 
 /// What [`Execution::watch`] saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Watched {
     Exited,
     OverSoftLimit,
+    /// The output showed a cause (or a fatal signature) while the process runs.
+    Finding(steward_explain::LiveFinding),
+}
+
+async fn next_finding(
+    findings: &mut Option<tokio::sync::mpsc::UnboundedReceiver<steward_explain::LiveFinding>>,
+) -> Option<steward_explain::LiveFinding> {
+    match findings {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn over(soft_limit: &mut Option<SoftLimit>) {
@@ -210,12 +226,19 @@ impl Execution {
             );
             let _ = events.append(&event);
         });
+        let (findings, live) = if spec.watch_output {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (Some(rx), Some((steward_explain::LiveWatch::new(), tx)))
+        } else {
+            (None, None)
+        };
         let pump = pump(
             read_end,
             spec.logs,
             spec.name.to_string(),
             tail.clone(),
             Some(on_trouble),
+            live,
         );
         let memory_limit = svc.memory.map(|m| m.bytes());
         // Without a cgroup, memory is enforced by polling the processes' RSS.
@@ -234,6 +257,8 @@ impl Execution {
             reaped: None,
             pump,
             tail,
+            findings,
+            fatal_finding: None,
             memory_limit,
             soft_limit,
             strays: spec.strays,
@@ -277,6 +302,7 @@ impl Execution {
             exit,
             reaped,
             soft_limit,
+            findings,
             ..
         } = self;
         tokio::select! {
@@ -285,6 +311,7 @@ impl Execution {
                 Watched::Exited
             }
             _ = over(soft_limit) => Watched::OverSoftLimit,
+            Some(f) = next_finding(findings) => Watched::Finding(f),
         }
     }
 
@@ -328,6 +355,11 @@ impl Execution {
     /// Once the main process has ended: how it ended (`killed_by` says what steward did,
     /// if anything), with what it left behind killed, the cgroup removed and the output
     /// pumped to its end.
+    /// The fatal finding the run is being ended for, so that its exit names it.
+    pub fn ended_for(&mut self, finding: &steward_explain::LiveFinding) {
+        self.fatal_finding = Some((finding.category.clone(), finding.line.clone()));
+    }
+
     pub async fn finish(mut self, killed_by: Option<KilledBy>) -> Ended {
         let reaped = self.exited().await;
         let ran = self.started.elapsed();
@@ -335,6 +367,7 @@ impl Execution {
         // Evidence is read before the group is emptied and removed.
         let evidence = Evidence {
             killed_by,
+            fatal_finding: self.fatal_finding.take(),
             cgroup_oom_kills: self.cgroup.as_ref().map_or(0, ServiceCgroup::oom_kills),
             memory_limit: self.memory_limit,
             memory_peak: self

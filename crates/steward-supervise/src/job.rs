@@ -55,6 +55,7 @@ impl SupervisorContext {
             env: &env,
             logs: logs.clone(),
             keep_tail: TAIL_BYTES,
+            watch_output: false,
             strays: (Signal::SIGKILL, Duration::from_secs(1)),
         };
         let mut exec = match Execution::spawn(self, spec) {
@@ -70,7 +71,8 @@ impl SupervisorContext {
         };
         let killed_by = tokio::select! {
             w = exec.watch() => match w {
-                Watched::Exited => None,
+                // A job's output is explained at its end (its spec does not watch it).
+                Watched::Exited | Watched::Finding(_) => None,
                 Watched::OverSoftLimit => Some(KilledBy::Watchdog),
             },
             _ = tokio::time::sleep(kill.timeout) => Some(KilledBy::Timeout),

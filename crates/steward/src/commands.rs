@@ -276,7 +276,15 @@ fn print_ps(ps: &PsReply) {
     if with_gpu {
         header.push("GPU");
     }
-    header.extend(["PID", "UPTIME", "RESTARTS", "LAST EXIT", "MEMORY", "LIMITS"]);
+    header.extend([
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "LAST EXIT",
+        "LAST FINDING",
+        "MEMORY",
+        "LIMITS",
+    ]);
     table.set_header(header);
     for s in &ps.services {
         let mut row = vec![
@@ -293,6 +301,7 @@ fn print_ps(ps: &PsReply) {
                 .map_or("-".into(), |ms| short_duration(Duration::from_millis(ms))),
             s.restarts.to_string(),
             s.last_exit.as_ref().map_or("-".into(), ToString::to_string),
+            finding_cell(s),
             memory_cell(s),
             s.enforcement.to_string(),
         ]);
@@ -305,6 +314,9 @@ fn print_ps(ps: &PsReply) {
         }
         if let Some(why) = &s.last_explain {
             println!("{}: {}: {why}", s.name, s.state);
+        }
+        if let Some(f) = &s.last_finding {
+            println!("{}: {}: {} — {}", s.name, f.category, f.line, f.fix);
         }
         if let (Some(h), Some(e)) = (s.health, &s.last_health_error) {
             println!("{}: {h}, last check: {e}", s.name);
@@ -321,6 +333,19 @@ fn print_ps(ps: &PsReply) {
         ps.agent.cgroups,
         ps.agent.orphans_reaped
     );
+}
+
+/// `gunicorn-worker-timeout x4, 20s ago`.
+fn finding_cell(s: &ServiceStatus) -> String {
+    s.last_finding.as_ref().map_or("-".into(), |f| {
+        format!(
+            "{}{} x{}, {} ago",
+            if f.fatal { "fatal " } else { "" },
+            f.category,
+            f.count,
+            short_duration(Duration::from_millis(f.age_ms))
+        )
+    })
 }
 
 fn state_cell(s: &ServiceStatus) -> String {

@@ -87,6 +87,12 @@ impl Tail {
     }
 }
 
+/// The output watch and where its findings go.
+pub type LiveOutput = (
+    steward_explain::LiveWatch,
+    tokio::sync::mpsc::UnboundedSender<steward_explain::LiveFinding>,
+);
+
 thread_local! {
     /// One read buffer per runtime thread, shared by every pump on it.
     static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
@@ -100,6 +106,7 @@ pub fn pump(
     service: String,
     tail: Option<Tail>,
     on_trouble: Option<OnLogTrouble>,
+    mut live: Option<LiveOutput>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(read_end) {
@@ -135,6 +142,11 @@ pub fn pump(
                     }
                     if let Some(t) = &tail {
                         t.push(&buf[..n]);
+                    }
+                    if let Some((watch, tx)) = &mut live {
+                        for f in watch.feed(&buf[..n], Instant::now()) {
+                            let _ = tx.send(f);
+                        }
                     }
                 }
                 Ok::<usize, io::Error>(n)

@@ -4,6 +4,7 @@
 
 mod messages;
 mod readiness;
+mod report;
 mod state;
 mod task;
 

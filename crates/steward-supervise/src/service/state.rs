@@ -25,6 +25,8 @@ pub(crate) struct TaskState {
     pub waiting_on: Option<String>,
     /// `explain`'s reading of the last failure.
     pub last_explain: Option<String>,
+    /// The latest finding in the running output, and when it was reported.
+    pub last_finding: Option<(steward_explain::LiveFinding, Instant, SystemTime)>,
 }
 
 impl TaskState {
@@ -43,6 +45,7 @@ impl TaskState {
             ready: false,
             waiting_on: None,
             last_explain: None,
+            last_finding: None,
         }
     }
 
@@ -107,6 +110,18 @@ impl TaskState {
             ready: self.ready,
             waiting_on: self.waiting_on.clone(),
             last_explain: self.last_explain.clone(),
+            last_finding: self.last_finding.as_ref().map(|(f, at, wall)| {
+                steward_api::LastFinding {
+                    id: f.id.clone(),
+                    category: f.category.clone(),
+                    line: f.line.clone(),
+                    count: f.total,
+                    fatal: f.fatal,
+                    fix: f.fix.clone(),
+                    at: humantime::format_rfc3339_millis(*wall).to_string(),
+                    age_ms: now.duration_since(*at).as_millis() as u64,
+                }
+            }),
         }
     }
 }

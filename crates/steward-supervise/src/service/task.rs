@@ -9,9 +9,8 @@ use super::state::TaskState;
 use crate::backoff::RestartTracker;
 use crate::classify::KilledBy;
 use crate::context::SupervisorContext;
-use crate::execution::{Ended, Execution, SpawnError, Spec, Watched};
+use crate::execution::{Execution, SpawnError, Spec, Watched};
 use crate::health::ProbeEnv;
-use crate::kmsg;
 use crate::notify::NotifySocket;
 use crate::output::LogFiles;
 use std::future::Future;
@@ -25,13 +24,10 @@ use steward_plan::Instance;
 use tokio::sync::{mpsc, oneshot, watch, OwnedMutexGuard};
 use tokio::time::Sleep;
 
-/// How much of a crashed process's output `explain` reads.
-const EXPLAIN_TAIL: u64 = 64 * 1024;
-
 type GpuWait = Pin<Box<dyn Future<Output = OwnedMutexGuard<()>> + Send>>;
 
 /// Where an instance is.
-enum Phase {
+pub(super) enum Phase {
     /// Not wanted: stopped, exited or failed (the state says which).
     Idle,
     /// Wanted, and waiting for its GPU's lock: another replica is starting on that GPU.
@@ -42,8 +38,8 @@ enum Phase {
     BackingOff(Pin<Box<Sleep>>),
 }
 
-struct Run {
-    exec: Execution,
+pub(super) struct Run {
+    pub(super) exec: Execution,
     /// Held from spawn until ready, so that the next replica on the GPU waits for it.
     gpu: Option<OwnedMutexGuard<()>>,
     readiness: Readiness,
@@ -58,10 +54,11 @@ enum Input {
     Exited,
     Readiness(ReadinessEvent),
     OverSoftLimit,
+    Finding(steward_explain::LiveFinding),
 }
 
 /// What follows the end of a run.
-enum Then {
+pub(super) enum Then {
     /// Restart by policy, after a backoff.
     Decide,
     Stop(oneshot::Sender<()>),
@@ -70,17 +67,17 @@ enum Then {
 }
 
 pub(crate) struct Task {
-    inst: Instance,
-    svc: Arc<Service>,
-    unit: String,
-    ctx: Arc<SupervisorContext>,
-    rx: mpsc::Receiver<Control>,
-    state: watch::Sender<TaskState>,
-    logs: Arc<Mutex<LogFiles>>,
-    tracker: RestartTracker,
+    pub(super) inst: Instance,
+    pub(super) svc: Arc<Service>,
+    pub(super) unit: String,
+    pub(super) ctx: Arc<SupervisorContext>,
+    pub(super) rx: mpsc::Receiver<Control>,
+    pub(super) state: watch::Sender<TaskState>,
+    pub(super) logs: Arc<Mutex<LogFiles>>,
+    pub(super) tracker: RestartTracker,
     /// Replies owed to `start`/`restart` callers once the next spawn is done.
-    waiting_for_spawn: Vec<oneshot::Sender<()>>,
-    phase: Phase,
+    pub(super) waiting_for_spawn: Vec<oneshot::Sender<()>>,
+    pub(super) phase: Phase,
 }
 
 impl Task {
@@ -132,6 +129,7 @@ impl Task {
                 w = run.exec.watch() => match w {
                     Watched::Exited => Input::Exited,
                     Watched::OverSoftLimit => Input::OverSoftLimit,
+                    Watched::Finding(f) => Input::Finding(f),
                 },
                 ev = run.readiness.next() => Input::Readiness(ev),
             },
@@ -159,6 +157,7 @@ impl Task {
             }
             Input::Exited => self.end_run(None, Then::Decide).await,
             Input::Readiness(ev) => self.readiness(ev).await,
+            Input::Finding(f) => self.finding(f).await,
             Input::OverSoftLimit => {
                 if let Phase::Running(run) = &mut self.phase {
                     run.exec.kill().await;
@@ -300,6 +299,7 @@ impl Task {
             env: &env,
             logs: self.logs.clone(),
             keep_tail: 0,
+            watch_output: true,
             strays: (self.svc.stop_signal.0, self.svc.stop_timeout.0),
         };
         let exec = match Execution::spawn(&self.ctx, spec) {
@@ -426,12 +426,15 @@ impl Task {
 
     /// Ends the running process (stopping it first for a stop, restart or failed health),
     /// records how it ended, and goes on as `then` says.
-    async fn end_run(&mut self, killed_by: Option<KilledBy>, then: Then) {
+    pub(super) async fn end_run(&mut self, killed_by: Option<KilledBy>, then: Then) {
         let Phase::Running(run) = std::mem::replace(&mut self.phase, Phase::Idle) else {
             return;
         };
         let Run { mut exec, gpu, .. } = *run;
-        if matches!(killed_by, Some(KilledBy::Stop | KilledBy::Unhealthy)) {
+        if matches!(
+            killed_by,
+            Some(KilledBy::Stop | KilledBy::Unhealthy | KilledBy::FatalFinding)
+        ) {
             let sig = self.svc.stop_signal.0;
             self.set(|s| s.state = ServiceState::Stopping);
             self.emit(EventKind::Stopping {
@@ -460,55 +463,6 @@ impl Task {
                 self.begin();
             }
         }
-    }
-
-    /// The exit in events and state, with `explain`'s reading of a failure.
-    fn record_end(&mut self, ended: &Ended) {
-        if !ended.strays.is_empty() {
-            self.emit(EventKind::StrayKilled {
-                pids: ended.strays.iter().map(|&p| p as u32).collect(),
-            });
-        }
-        self.set(|s| {
-            s.cgroup = None;
-            s.health = None;
-        });
-        self.ctx.exited(&self.inst.name, &ended.class);
-        let explain = (ended.class.is_failure() && ended.class != ExitClass::Stopped)
-            .then(|| self.explain(ended))
-            .flatten();
-        let class = ended.class.clone();
-        self.set(|s| {
-            s.last_explain = explain.clone();
-            s.pid = None;
-            s.ready = false;
-            s.waiting_on = None;
-            s.last_exit = Some(class);
-        });
-        self.emit(EventKind::Exited {
-            pid: ended.pid as u32,
-            class: ended.class.clone(),
-            ran_ms: ended.ran.as_millis() as u64,
-            peak_memory: ended.peak_memory,
-            explain,
-        });
-    }
-
-    /// Reads the crash the way an on-call engineer would: the last of its output, and the
-    /// kernel's view of the same minutes (an OOM kill, a segfault in libcuda, an Xid).
-    fn explain(&self, ended: &Ended) -> Option<String> {
-        let mut text = self
-            .logs
-            .lock()
-            .map(|l| l.tail(EXPLAIN_TAIL))
-            .unwrap_or_default();
-        let group = format!("steward-{}/{}", self.ctx.agent_id, self.inst.name);
-        text.extend(kmsg::recent(
-            ended.ran + Duration::from_secs(5),
-            ended.pid,
-            &group,
-        ));
-        steward_explain::explain_text(&text).one_line()
     }
 
     /// After an exit on its own: restart by policy, after a backoff, or stay down.
@@ -580,12 +534,12 @@ impl Task {
         }
     }
 
-    fn set(&self, f: impl FnOnce(&mut TaskState)) {
+    pub(super) fn set(&self, f: impl FnOnce(&mut TaskState)) {
         self.state.send_modify(f);
         self.ctx.changed();
     }
 
-    fn emit(&self, kind: EventKind) {
+    pub(super) fn emit(&self, kind: EventKind) {
         self.ctx.emit(Some(&self.inst.name), kind);
     }
 }

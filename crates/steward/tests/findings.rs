@@ -1,0 +1,114 @@
+//! Watching what runs: a cause in a running service's output is a finding (an event and a
+//! `ps` column) while the process lives; a fatal one restarts it with the finding as the
+//! exit's cause, unless `on_fatal_finding = "report"`; noise raises nothing.
+
+mod common;
+use common::*;
+
+fn finding(agent: &Agent, service: &str) -> serde_json::Value {
+    agent.service(service)["last_finding"].clone()
+}
+
+#[test]
+fn real_gunicorn_whose_worker_times_out_shows_the_finding_while_it_stays_running() {
+    let port = free_port();
+    let agent = Agent::prepare(&format!(
+        r#"
+[services.api]
+command = ["python3", "-m", "gunicorn", "--workers", "1", "--timeout", "1", "--graceful-timeout", "1", "--bind", "127.0.0.1:{port}", "app:app"]
+"#
+    ));
+    // Every request takes longer than the worker's timeout.
+    std::fs::write(
+        agent.path().join("app.py"),
+        "import time\ndef app(environ, start_response):\n    time.sleep(30)\n    start_response('200 OK', [])\n    return [b'late']\n",
+    )
+    .unwrap();
+    let agent = agent.launch(&[]);
+    agent.running("api");
+    wait_until("gunicorn to listen", LONG, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let pid = agent.service("api")["pid"].as_u64();
+    // A request that hangs: the arbiter kills its worker after 1 s (WORKER TIMEOUT).
+    let client = std::thread::spawn(move || {
+        let _ = get(port, "/", &[]);
+    });
+    wait_until("the gunicorn-worker-timeout finding", LONG, || {
+        finding(&agent, "api")["category"] == "gunicorn-worker-timeout"
+    });
+    let s = agent.service("api");
+    assert_eq!(s["state"], "running", "{s}");
+    assert_eq!(s["restarts"], 0, "{s}");
+    assert_eq!(s["pid"].as_u64(), pid, "the arbiter lives on: {s}");
+    assert!(
+        s["last_finding"]["line"]
+            .as_str()
+            .unwrap()
+            .contains("WORKER TIMEOUT"),
+        "{s}"
+    );
+    let events = agent.events_of("api", "finding");
+    assert_eq!(
+        events.len(),
+        1,
+        "one event for the first, then one a minute: {events:?}"
+    );
+    let table = stdout(&agent.cli(&["ps"]));
+    assert!(table.contains("gunicorn-worker-timeout x"), "{table}");
+    drop(client);
+}
+
+#[test]
+fn a_fatal_cuda_line_restarts_the_service_with_the_finding_as_its_cause_and_numpy_noise_does_not() {
+    let agent = Agent::start(
+        r#"
+[services.trainer]
+command = ["sh", "-c", "echo step 1; echo 'RuntimeError: CUDA error: an illegal memory access was encountered' >&2; exec sleep 1000"]
+backoff = { initial = "100ms", max = "1s" }
+
+[services.reporter]
+command = ["sh", "-c", "echo 'torch.AcceleratorError: CUDA error: device-side assert triggered'; exec sleep 1000"]
+on_fatal_finding = "report"
+
+[services.numpy]
+command = ["sh", "-c", "for i in 1 2 3 4 5; do echo \"UserWarning: The value of the smallest subnormal for <class 'numpy.float64'> type is zero.\"; done; echo ready > numpy-done; exec sleep 1000"]
+"#,
+    );
+    wait_until("trainer to be restarted for its fatal line", LONG, || {
+        agent.service("trainer")["restarts"]
+            .as_u64()
+            .is_some_and(|r| r >= 1)
+    });
+    let exits = agent.events_of("trainer", "exited");
+    let first = &exits[0];
+    assert_eq!(first["class"], "fatal_finding", "{first}");
+    assert_eq!(first["category"], "cuda-illegal-access", "{first}");
+    assert!(
+        first["line"]
+            .as_str()
+            .unwrap()
+            .contains("illegal memory access"),
+        "{first}"
+    );
+
+    wait_until("reporter's finding", LONG, || {
+        finding(&agent, "reporter")["category"] == "cuda-device-assert"
+    });
+    let r = agent.service("reporter");
+    assert_eq!(r["last_finding"]["fatal"], true, "{r}");
+    assert_eq!(r["restarts"], 0, "report only: {r}");
+    assert_eq!(r["state"], "running");
+
+    wait_until("numpy to have printed its warnings", LONG, || {
+        agent.path().join("numpy-done").exists()
+    });
+    wait_until("numpy's output to be read", LONG, || {
+        std::fs::read_to_string(agent.state_dir().join("logs/numpy/output.log"))
+            .is_ok_and(|l| l.lines().count() >= 5)
+    });
+    let n = agent.service("numpy");
+    assert!(n["last_finding"].is_null(), "noise raised a finding: {n}");
+    assert_eq!(n["restarts"], 0);
+    assert!(agent.events_of("numpy", "finding").is_empty());
+}
