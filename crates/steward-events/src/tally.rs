@@ -56,6 +56,8 @@ pub struct Counts {
     pub job_attempts: BTreeMap<(String, String), u64>,
     /// `(queue, outcome)`: jobs that reached an end, `succeeded` or `quarantined`.
     pub jobs_finished: BTreeMap<(String, String), u64>,
+    /// `(instance, category)`: occurrences of findings in running output.
+    pub findings: BTreeMap<(String, String), u64>,
     /// `(GPU UUID, Xid code)`: Xid errors the driver logged.
     pub gpu_xid: BTreeMap<(String, u32), u64>,
     /// Per queue: how long finished jobs took, from their first start.
@@ -78,6 +80,20 @@ impl Tally {
     pub fn record(&self, event: &Event) {
         if let EventKind::GpuXid { xid, gpu, .. } = &event.kind {
             self.with(|c| *c.gpu_xid.entry((gpu.clone(), *xid)).or_default() += 1);
+            return;
+        }
+        if let (
+            Some(instance),
+            EventKind::Finding {
+                category, count, ..
+            },
+        ) = (&event.service, &event.kind)
+        {
+            self.with(|c| {
+                *c.findings
+                    .entry((instance.clone(), category.clone()))
+                    .or_default() += count;
+            });
             return;
         }
         let (Some(instance), EventKind::Exited { class, .. }) = (&event.service, &event.kind)

@@ -74,7 +74,7 @@ let services = [], gpuMemory = [];
 let sortKey = "name", sortDir = 1;
 
 function sortValue(s, key) {
-  if (key === "last_exit") return exitText(s.last_exit);
+  if (key === "last_exit") return exitText(s.last_exit) + (s.last_finding ? s.last_finding.category : "");
   if (key === "gpu") return s.gpu === null ? -1 : s.gpu;
   const v = s[key];
   return v === null || v === undefined ? -Infinity : v;
@@ -91,8 +91,11 @@ function renderServices() {
     const gpus = gpuOf(s.name);
     const gpu = s.gpu === null ? "-" : ("GPU " + s.gpu + (gpus.length ? " · " + fmtBytes(gpus.reduce((t, g) => t + g.bytes, 0)) : ""));
     const mem = fmtBytes(s.memory_used) + (s.memory_limit ? " / " + fmtBytes(s.memory_limit) : "");
+    const live = s.last_finding;
     const exit = el("td", { class: "c-exit" }, exitText(s.last_exit),
-      s.last_explain ? el("div", { class: "finding" }, s.last_explain) : null);
+      s.last_explain ? el("div", { class: "finding" }, s.last_explain) : null,
+      live ? el("div", { class: "finding live", title: live.fix },
+        (live.fatal ? "fatal " : "") + live.category + " x" + live.count + " (running): " + live.line) : null);
     const buttons = el("td", {},
       el("button", { "data-action": "start", onclick: (e) => { e.stopPropagation(); act(svcPath(s.name, "start")); } }, "start"), " ",
       el("button", { "data-action": "stop", onclick: (e) => { e.stopPropagation(); act(svcPath(s.name, "stop"), "Stop " + s.name + "?"); } }, "stop"), " ",

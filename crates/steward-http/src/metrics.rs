@@ -99,6 +99,12 @@ impl Collector for Scrape {
                 l.push(("class", class.clone()));
                 (l, ConstCounter::new(*n))
             }))?;
+        family(&mut e, "steward_service_findings", "Lines of each instance's running output that matched a cause or a fatal signature, by category (counted as reported: a repeat is counted at its next minute's report).", MetricType::Counter,
+            self.counts.findings.iter().map(|((inst, category), n)| {
+                let mut l = of_instance(inst);
+                l.push(("category", category.clone()));
+                (l, ConstCounter::new(*n))
+            }))?;
         family(&mut e, "steward_service_oom_kills", "Exits of each instance that were OOM kills (the kernel's in its cgroup, or steward's RSS watchdog).", MetricType::Counter,
             s.iter().map(|s| {
                 let n = self.counts.oom_kills.get(&s.name).copied().unwrap_or(0);

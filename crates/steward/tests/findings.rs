@@ -61,11 +61,15 @@ command = ["python3", "-m", "gunicorn", "--workers", "1", "--timeout", "1", "--g
 
 #[test]
 fn a_fatal_cuda_line_restarts_the_service_with_the_finding_as_its_cause_and_numpy_noise_does_not() {
-    let agent = Agent::start(
+    let port = free_port();
+    let agent = Agent::start(&format!(
         r#"
+[http]
+listen = "127.0.0.1:{port}"
+
 [services.trainer]
 command = ["sh", "-c", "echo step 1; echo 'RuntimeError: CUDA error: an illegal memory access was encountered' >&2; exec sleep 1000"]
-backoff = { initial = "100ms", max = "1s" }
+backoff = {{ initial = "100ms", max = "1s" }}
 
 [services.reporter]
 command = ["sh", "-c", "echo 'torch.AcceleratorError: CUDA error: device-side assert triggered'; exec sleep 1000"]
@@ -73,8 +77,8 @@ on_fatal_finding = "report"
 
 [services.numpy]
 command = ["sh", "-c", "for i in 1 2 3 4 5; do echo \"UserWarning: The value of the smallest subnormal for <class 'numpy.float64'> type is zero.\"; done; echo ready > numpy-done; exec sleep 1000"]
-"#,
-    );
+"#
+    ));
     wait_until("trainer to be restarted for its fatal line", LONG, || {
         agent.service("trainer")["restarts"]
             .as_u64()
@@ -99,6 +103,15 @@ command = ["sh", "-c", "for i in 1 2 3 4 5; do echo \"UserWarning: The value of 
     assert_eq!(r["last_finding"]["fatal"], true, "{r}");
     assert_eq!(r["restarts"], 0, "report only: {r}");
     assert_eq!(r["state"], "running");
+    let metrics = get(port, "/metrics", &[]).body;
+    assert!(
+        metrics.contains("steward_service_findings_total{service=\"reporter\",replica=\"0\",category=\"cuda-device-assert\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("steward_service_exits_total{service=\"trainer\",replica=\"0\",class=\"fatal_finding\"}"),
+        "{metrics}"
+    );
 
     wait_until("numpy to have printed its warnings", LONG, || {
         agent.path().join("numpy-done").exists()
