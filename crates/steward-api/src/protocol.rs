@@ -86,4 +86,7 @@ pub struct AgentInfo {
     pub uptime_ms: u64,
     /// Orphaned processes (not spawned by steward directly) that it reaped.
     pub orphans_reaped: u64,
+    /// Why the kernel's log is not followed (OOM kills of children, Xid errors), when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_log: Option<String>,
 }

@@ -75,12 +75,31 @@ pub fn run(input: &DoctorInputs) -> Vec<Check> {
     out.push(disk(f));
     out.extend(memory(input));
     out.push(zombies(f));
+    out.extend(kernel_log(f));
     out.extend(gpus(input));
     out.push(cgroups(input));
     out.push(dns(input));
     out.extend(env(input));
     out.extend(oom_scores(input));
     out
+}
+
+/// The agent follows the kernel's log for what no exit shows: a child's OOM kill, Xids.
+fn kernel_log(f: &HostFacts) -> Option<Check> {
+    Some(match f.kernel_log.as_ref()? {
+        Ok(()) => check(
+            "kernel-log",
+            Level::Ok,
+            "/dev/kmsg is readable: OOM kills of any service process and GPU Xid errors are followed".to_string(),
+            "",
+        ),
+        Err(e) => check(
+            "kernel-log",
+            Level::Warn,
+            format!("/dev/kmsg cannot be read ({e}): an OOM kill of a child that its service survives, and GPU Xid errors, go unseen"),
+            "run the agent as root (or with CAP_SYSLOG); in a container, give it /dev/kmsg (privileged, as NVIDIA's node agents are)",
+        ),
+    })
 }
 
 fn core_dumps(f: &HostFacts) -> Check {

@@ -97,6 +97,16 @@ pub enum EventKind {
     JobsRescued {
         jobs: Vec<i64>,
     },
+    /// The kernel's OOM killer killed one of the service's processes (its main process or
+    /// any child), as its log said.
+    OomKill {
+        pid: u32,
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rss: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u64>,
+    },
     /// The output of a running process showed a cause, or a fatal signature. The first
     /// occurrence is said at once; a repeat once a minute with its count.
     Finding {
@@ -220,6 +230,11 @@ impl Event {
                 idle_ms / 1000,
                 replicas.join(", "),
                 if *restarted { "; restarting them" } else { "" }
+            ),
+            EventKind::OomKill { pid, command, rss, limit } => format!(
+                "process {pid} ({command}) OOM-killed by the kernel in its cgroup: rss {} against a limit of {}",
+                crate::fmt_bytes(*rss),
+                crate::fmt_bytes(*limit)
             ),
             EventKind::Finding { category, line, count, total, fatal, .. } => format!(
                 "{}{category} in its output ({count} since the last report, {total} in all): {line}",

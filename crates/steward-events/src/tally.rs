@@ -50,8 +50,12 @@ impl Durations {
 pub struct Counts {
     /// `(instance, class)`: process exits, by [`ExitClass::label`].
     pub exits: BTreeMap<(String, String), u64>,
-    /// Per instance: exits that were OOM kills.
+    /// Per instance: processes the OOM killer killed (any of its processes, from the
+    /// kernel's log; or its main process's exit where that log cannot be read).
     pub oom_kills: BTreeMap<String, u64>,
+    /// Per instance: the latest OOM victims the kernel's log named, so that the main
+    /// process's exit is not counted a second time.
+    pub oom_victims: BTreeMap<String, Vec<u32>>,
     /// `(queue, class)`: attempts that ended, `succeeded` or the failure's class label.
     pub job_attempts: BTreeMap<(String, String), u64>,
     /// `(queue, outcome)`: jobs that reached an end, `succeeded` or `quarantined`.
@@ -96,7 +100,7 @@ impl Tally {
             });
             return;
         }
-        let (Some(instance), EventKind::Exited { class, .. }) = (&event.service, &event.kind)
+        let (Some(instance), EventKind::Exited { class, pid, .. }) = (&event.service, &event.kind)
         else {
             return;
         };
@@ -104,7 +108,8 @@ impl Tally {
             *c.exits
                 .entry((instance.clone(), class.label().to_string()))
                 .or_default() += 1;
-            if matches!(class, ExitClass::OomKilled { .. }) {
+            let seen = c.oom_victims.get(instance).is_some_and(|v| v.contains(pid));
+            if matches!(class, ExitClass::OomKilled { .. }) && !seen {
                 *c.oom_kills.entry(instance.clone()).or_default() += 1;
             }
         });

@@ -8,6 +8,7 @@
 
 mod catalogue;
 mod explainer;
+mod kernel;
 mod line;
 mod live;
 mod since;
@@ -17,6 +18,7 @@ mod xid;
 
 pub use catalogue::{catalogue, Catalogue, Signature};
 pub use explainer::{baseline_category, explain_text, Explainer, Finding, Report};
+pub use kernel::{OomKill, OomReader};
 pub use live::{LiveFinding, LiveWatch, REPORT_EVERY};
 pub use since::{parse_since, Since};
 pub use templates::Template;

@@ -20,6 +20,9 @@ pub struct HostFacts {
     pub disk: Option<DiskFacts>,
     pub resolvers: Option<Vec<String>>,
     pub zombies: Vec<Zombie>,
+    /// Whether this process may read the kernel's log (`/dev/kmsg`); `None` for a captured
+    /// root, where it is not known.
+    pub kernel_log: Option<Result<(), String>>,
     /// Facts that could not be read, each with why.
     pub missing: Vec<String>,
 }
@@ -42,6 +45,11 @@ impl HostFacts {
             disk,
             resolvers,
             zombies: zombies(root),
+            kernel_log: root.is_live().then(|| {
+                std::fs::File::open("/dev/kmsg")
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }),
             missing,
         }
     }

@@ -65,15 +65,15 @@ pub fn recent(within: std::time::Duration, pid: i32, group: &str) -> Vec<u8> {
 }
 
 /// Calls `on_message` with each kernel log message written from now on, on a thread of
-/// its own (reads of `/dev/kmsg` block). `None` when `/dev/kmsg` cannot be read (not
+/// its own (reads of `/dev/kmsg` block). An error when `/dev/kmsg` cannot be read (not
 /// root, or a container without it): then nothing is followed.
 pub fn follow(
     mut on_message: impl FnMut(&str) + Send + 'static,
-) -> Option<std::thread::JoinHandle<()>> {
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     use std::io::{Seek, SeekFrom};
-    let mut f = std::fs::File::open("/dev/kmsg").ok()?;
+    let mut f = std::fs::File::open("/dev/kmsg")?;
     // Only what comes after the agent started: SEEK_END skips the ring's old records.
-    f.seek(SeekFrom::End(0)).ok()?;
+    f.seek(SeekFrom::End(0))?;
     std::thread::Builder::new()
         .name("kmsg".into())
         .spawn(move || {
@@ -93,5 +93,4 @@ pub fn follow(
                 }
             }
         })
-        .ok()
 }

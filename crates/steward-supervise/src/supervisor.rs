@@ -109,6 +109,10 @@ impl Supervisor {
         &self.ctx
     }
 
+    pub fn context_arc(&self) -> Arc<SupervisorContext> {
+        self.ctx.clone()
+    }
+
     /// The instances a name means: every replica of a service, or one `svc#i`.
     fn resolve(&self, name: &str) -> Result<Vec<Handle>, SuperviseError> {
         let set = self.set();
@@ -404,6 +408,20 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Tells an instance that the kernel's log named one of its processes; `false` when
+    /// no instance has that name.
+    pub async fn kernel_finding(
+        &self,
+        instance: &str,
+        finding: steward_explain::LiveFinding,
+    ) -> bool {
+        let set = self.set();
+        let Some(h) = set.instances.iter().find(|h| h.inst.name == instance) else {
+            return false;
+        };
+        h.tx.send(Control::KernelFinding(finding)).await.is_ok()
     }
 
     /// Forwards a signal (SIGHUP, say) to every running instance's process group.

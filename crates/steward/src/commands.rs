@@ -333,6 +333,9 @@ fn print_ps(ps: &PsReply) {
         ps.agent.cgroups,
         ps.agent.orphans_reaped
     );
+    if let Some(why) = &ps.agent.kernel_log {
+        println!("{why}");
+    }
 }
 
 /// `gunicorn-worker-timeout x4, 20s ago`.

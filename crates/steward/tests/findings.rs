@@ -125,3 +125,75 @@ command = ["sh", "-c", "for i in 1 2 3 4 5; do echo \"UserWarning: The value of 
     assert_eq!(n["restarts"], 0);
     assert!(agent.events_of("numpy", "finding").is_empty());
 }
+
+#[test]
+fn a_child_oom_killed_in_the_cgroup_shows_on_the_service_while_its_shell_lives() {
+    if !require_cgroups(
+        "a_child_oom_killed_in_the_cgroup_shows_on_the_service_while_its_shell_lives",
+    ) {
+        return;
+    }
+    let agent = Agent::start(
+        r#"
+[services.shelly]
+# The python child asks for 300 MiB inside a 64 MiB limit; the shell goes on.
+command = ["sh", "-c", "python3 -c 'x = bytearray(300 * 1024 * 1024)'; echo child gone; exec sleep 1000"]
+memory = "64MiB"
+"#,
+    );
+    wait_until("the OOM kill of the child on shelly", LONG, || {
+        !agent.events_of("shelly", "oom_kill").is_empty()
+    });
+    let kill = agent.events_of("shelly", "oom_kill")[0].clone();
+    assert_eq!(kill["command"], "python3", "{kill}");
+    assert_eq!(kill["limit"], 64 << 20, "{kill}");
+    let shell = agent.service("shelly");
+    assert_ne!(
+        kill["pid"].as_u64(),
+        shell["pid"].as_u64(),
+        "the victim is the child: {kill} {shell}"
+    );
+    assert_eq!(shell["state"], "running", "{shell}");
+    assert_eq!(shell["restarts"], 0, "{shell}");
+    wait_until("the kill in ps", LONG, || {
+        agent.service("shelly")["last_finding"]["category"] == "cgroup-oom"
+    });
+    let line = agent.service("shelly")["last_finding"]["line"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains(&format!("Killed process {}", kill["pid"])),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_oom_kill_the_kernel_logs_for_a_services_cgroup_lands_on_that_service() {
+    // The kernel's own words, written through /dev/kmsg as root may, for a pid that is not
+    // real: the agent attributes the kill by the cgroup path in the line.
+    let Ok(mut kmsg) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") else {
+        panic!("/dev/kmsg is not writable here: run the tests as root (scripts/test does in CI)");
+    };
+    let agent = Agent::start("[services.web]\ncommand = [\"sleep\", \"1000\"]\n");
+    agent.running("web");
+    let id = agent.state_dir_agent_id();
+    let pid = 4_000_000 + std::process::id() % 100_000;
+    for line in [
+        "memory: usage 131072kB, limit 131072kB, failcnt 7".to_string(),
+        format!("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/x/steward-{id}/web,task_memcg=/x/steward-{id}/web,task=dataloader,pid={pid},uid=0"),
+        format!("Memory cgroup out of memory: Killed process {pid} (dataloader) total-vm:900000kB, anon-rss:120000kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:1kB oom_score_adj:500"),
+    ] {
+        // One write is one record.
+        std::io::Write::write_all(&mut kmsg, format!("{line}\n").as_bytes()).unwrap();
+    }
+    wait_until("the OOM kill on web", LONG, || {
+        !agent.events_of("web", "oom_kill").is_empty()
+    });
+    let kill = agent.events_of("web", "oom_kill")[0].clone();
+    assert_eq!(kill["pid"], pid, "{kill}");
+    assert_eq!(kill["command"], "dataloader");
+    assert_eq!(kill["rss"], 120000 * 1024);
+    assert_eq!(kill["limit"], 131072 * 1024);
+    assert_eq!(agent.service("web")["state"], "running");
+}

@@ -12,6 +12,9 @@ pub(crate) enum Control {
     Restart(oneshot::Sender<()>),
     /// Forward a signal to the process group (SIGHUP for a reload).
     Signal(Signal),
+    /// The kernel's log named one of its processes (an OOM kill): shown as its latest
+    /// finding.
+    KernelFinding(steward_explain::LiveFinding),
     /// What its dependencies still wait for (`None`: nothing), while it is not running.
     Waiting(Option<String>),
 }

@@ -219,6 +219,11 @@ impl Task {
                     run.exec.signal_group(sig);
                 }
             }
+            Control::KernelFinding(f) => {
+                self.set(|s| {
+                    s.last_finding = Some((f, Instant::now(), std::time::SystemTime::now()))
+                });
+            }
             Control::Waiting(text) => {
                 if matches!(self.phase, Phase::Idle) {
                     self.set(|s| {

@@ -13,6 +13,8 @@ pub(super) struct AgentBasics {
     pub config: PathBuf,
     pub state_dir: StateDir,
     pub started: Instant,
+    /// Why the kernel's log is not followed, when it is not.
+    pub kernel_log: Option<String>,
 }
 
 /// The agent itself, as `ps` and the HTTP API show it.
@@ -25,6 +27,7 @@ pub(super) fn agent_info(sup: &Supervisor, info: &AgentBasics) -> AgentInfo {
         cgroups: ctx.cgroups.describe(),
         uptime_ms: info.started.elapsed().as_millis() as u64,
         orphans_reaped: ctx.reaper.orphans_reaped(),
+        kernel_log: info.kernel_log.clone(),
     }
 }
 

@@ -6,13 +6,13 @@ mod control;
 mod detach;
 mod gateway;
 mod http;
+mod kernel_log;
 mod logging;
 mod node_info;
 mod pipelines;
 mod preflight;
 mod reload;
 mod systemd;
-mod xid;
 
 pub use detach::run_detached;
 pub use gateway::run_gateway_only;
@@ -157,7 +157,6 @@ async fn agent_main(
         }
     }
     set_own_oom_score_adj();
-    xid::watch(ctx.clone());
 
     let supervisor = match Supervisor::new(ctx.clone(), &config, instances.clone()) {
         Ok(s) => s,
@@ -166,6 +165,7 @@ async fn agent_main(
             return Err(e.into());
         }
     };
+    let kernel_log = kernel_log::watch(supervisor.clone());
     let run = Running {
         config: &config,
         ctx: &ctx,
@@ -177,6 +177,7 @@ async fn agent_main(
             config: config.path.clone(),
             state_dir: state_dir.clone(),
             started,
+            kernel_log: kernel_log.err(),
         },
     };
     let result = run

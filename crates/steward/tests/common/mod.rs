@@ -179,6 +179,20 @@ impl Agent {
         self.dir.path().join(".steward")
     }
 
+    /// The id naming this agent's cgroups (`steward-<id>`), as `ps` reports them.
+    pub fn state_dir_agent_id(&self) -> String {
+        let cgroups = self.ps()["agent"]["cgroups"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let id = cgroups.rsplit("steward-").next().unwrap_or("");
+        assert!(
+            cgroups.contains("steward-") && !id.is_empty(),
+            "no cgroup id in {cgroups:?}"
+        );
+        id.split('/').next().unwrap_or("").to_string()
+    }
+
     pub fn agent_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.out")).unwrap_or_default()
     }
