@@ -4,12 +4,14 @@
 //! defined here, so that the runtime produces them and every reader shares them.
 
 mod client;
+mod gpu_memory;
 mod lock;
 mod protocol;
 mod server;
 mod status;
 
 pub use client::Client;
+pub use gpu_memory::{attribute_gpu_memory, GpuProcessMemory, ServiceGpuMemory};
 pub use lock::{bind_socket, StateDirLock};
 pub use protocol::{AgentInfo, PsReply, ReloadReport, Request, Response};
 pub use server::{serve, Incoming};

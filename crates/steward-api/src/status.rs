@@ -78,6 +78,9 @@ pub struct ServiceStatus {
     /// When in backoff: how long until the next start.
     pub next_start_in_ms: Option<u64>,
     pub memory_used: Option<u64>,
+    /// GPU memory its processes hold, summed over its GPUs (NVML's per-process list).
+    #[serde(default)]
+    pub gpu_memory_used: Option<u64>,
     /// CPU time its running processes have used (user and system), in seconds.
     #[serde(default)]
     pub cpu_seconds: Option<f64>,

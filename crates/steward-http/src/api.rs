@@ -3,13 +3,13 @@
 //! the gateway, recent events, the node and the fleet. The types are those the CLI's
 //! `--json` prints.
 
-use crate::gpu::attribute_gpu_memory;
 use crate::reply::{error, json, Refusal, Reply};
 use crate::sse::event_json;
 use crate::AgentView;
 use hyper::StatusCode;
 use serde_json::json;
 use std::sync::Arc;
+use steward_api::attribute_gpu_memory;
 use steward_queue::{JobFilter, JobState, JobStore};
 
 /// The most lines of a log, and jobs of a listing, one request returns.

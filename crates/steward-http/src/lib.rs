@@ -7,7 +7,6 @@ mod actions;
 mod api;
 mod auth;
 mod family;
-mod gpu;
 mod health;
 mod jobs_metrics;
 mod metrics;
@@ -16,9 +15,9 @@ mod reply;
 mod serve;
 mod sse;
 
-pub use gpu::{attribute_gpu_memory, GpuProcessMemory, ServiceGpuMemory};
 pub use health::health_reply;
 pub use serve::{bind, serve, HttpListener};
+pub use steward_api::{attribute_gpu_memory, GpuProcessMemory, ServiceGpuMemory};
 
 use std::sync::Arc;
 use steward_api::{AgentInfo, ServiceStatus};

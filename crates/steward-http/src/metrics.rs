@@ -4,7 +4,6 @@
 //! config names them; `gpu` and `UUID` as DCGM names them.
 
 use crate::family::{family, Labels};
-use crate::gpu::ServiceGpuMemory;
 use crate::jobs_metrics;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -12,6 +11,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use steward_api::ServiceGpuMemory;
 use steward_api::{AgentInfo, ServiceState, ServiceStatus};
 use steward_events::Counts;
 

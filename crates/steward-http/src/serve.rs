@@ -218,7 +218,7 @@ impl Face {
     async fn metrics(&self, req: &Request<Incoming>) -> Reply {
         let view = &*self.view;
         let services = view.services();
-        let gpu = crate::gpu::attribute_gpu_memory(&services, &view.gpu_processes());
+        let gpu = steward_api::attribute_gpu_memory(&services, &view.gpu_processes());
         let mut queues = Vec::new();
         if let Some(store) = view.store() {
             for q in view.queues() {

@@ -269,12 +269,15 @@ fn ps(target: &Target, json: bool, ready: bool) -> Result<()> {
 }
 
 fn print_ps(ps: &PsReply) {
-    let with_gpu = ps.services.iter().any(|s| s.gpu.is_some());
+    let with_gpu = ps
+        .services
+        .iter()
+        .any(|s| s.gpu.is_some() || s.gpu_memory_used.is_some());
     let mut table = Table::new();
     table.load_preset(presets::NOTHING);
     let mut header = vec!["NAME", "STATE", "HEALTH"];
     if with_gpu {
-        header.push("GPU");
+        header.extend(["GPU", "GPU MEMORY"]);
     }
     header.extend([
         "PID",
@@ -294,6 +297,7 @@ fn print_ps(ps: &PsReply) {
         ];
         if with_gpu {
             row.push(s.gpu.map_or("-".into(), |g| g.to_string()));
+            row.push(s.gpu_memory_used.map_or("-".into(), |b| fmt_bytes(Some(b))));
         }
         row.extend([
             s.pid.map_or("-".into(), |p| p.to_string()),

@@ -197,3 +197,65 @@ fn an_oom_kill_the_kernel_logs_for_a_services_cgroup_lands_on_that_service() {
     assert_eq!(kill["limit"], 131072 * 1024);
     assert_eq!(agent.service("web")["state"], "running");
 }
+
+/// `nvidia-smi -q -x`'s process list for one H200, holding `procs` (pid, MiB).
+fn smi_with_processes(procs: &[(u64, u64)]) -> String {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/h200-host/sysroot/nvidia-smi-q.xml");
+    let xml = std::fs::read_to_string(fixture).unwrap();
+    let list: String = procs
+        .iter()
+        .map(|(pid, mib)| {
+            format!("<process_info><gpu_instance_id>N/A</gpu_instance_id><compute_instance_id>N/A</compute_instance_id><pid>{pid}</pid><type>C</type><process_name>python3</process_name><used_memory>{mib} MiB</used_memory></process_info>")
+        })
+        .collect();
+    xml.replacen(
+        "<processes>\n\t\t</processes>",
+        &format!("<processes>{list}</processes>"),
+        1,
+    )
+}
+
+#[test]
+fn gpu_memory_per_service_sums_its_processes_from_the_gpus_process_list() {
+    // The captured H200 host as the GPU source, its process list rewritten to name this
+    // test's real processes: the sizes two PyTorch workers held there (3684 and 5732 MiB).
+    let root = tempfile::tempdir().unwrap();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/h200-host/sysroot");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", fixture.display()))
+        .arg(root.path())
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let agent = Agent::prepare(
+        "[services.workers]\n# Two processes: the shell and its python child.\ncommand = [\"sh\", \"-c\", \"python3 -c 'import time; time.sleep(1000)' & exec sleep 1000\"]\n\n[services.other]\ncommand = [\"sleep\", \"1000\"]\n",
+    );
+    let agent = agent.launch_args(&["--sysroot", root.path().to_str().unwrap(), "--force"]);
+    agent.running("workers");
+    wait_until("both processes of workers", LONG, || {
+        agent.service("workers")["processes"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2)
+    });
+    let pids: Vec<u64> = agent.service("workers")["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
+    // A pid that is nobody's here stays nobody's.
+    let xml = smi_with_processes(&[(pids[0], 3684), (pids[1], 5732), (999_999_999, 1000)]);
+    std::fs::write(root.path().join("nvidia-smi-q.xml"), xml).unwrap();
+    wait_until("workers' GPU memory", LONG, || {
+        agent.service("workers")["gpu_memory_used"].as_u64() == Some((3684 + 5732) << 20)
+    });
+    assert!(agent.service("other")["gpu_memory_used"].is_null());
+    let table = stdout(&agent.cli(&["ps"]));
+    assert!(
+        table.contains("GPU MEMORY") && table.contains("9.20 GiB"),
+        "{table}"
+    );
+}

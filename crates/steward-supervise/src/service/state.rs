@@ -98,6 +98,7 @@ impl TaskState {
                 .map(|t| t.saturating_duration_since(now).as_millis() as u64),
             memory_used,
             cpu_seconds,
+            gpu_memory_used: None,
             cpus: inst
                 .cpus
                 .clone()

@@ -15,6 +15,12 @@ pub(super) struct AgentBasics {
     pub started: Instant,
     /// Why the kernel's log is not followed, when it is not.
     pub kernel_log: Option<String>,
+    pub gpus: std::sync::Arc<super::gpu_memory::GpuReader>,
+}
+
+/// Every instance's status, with its GPU memory.
+pub(super) fn statuses(sup: &Supervisor, info: &AgentBasics) -> Vec<steward_api::ServiceStatus> {
+    info.gpus.fill(sup.status())
 }
 
 /// The agent itself, as `ps` and the HTTP API show it.
@@ -38,7 +44,7 @@ pub(super) async fn handle(sup: &Arc<Supervisor>, info: &AgentBasics, req: Reque
             return Response {
                 ps: Some(PsReply {
                     agent: agent_info(sup, info),
-                    services: sup.status(),
+                    services: statuses(sup, info),
                 }),
                 ..Response::ok()
             };

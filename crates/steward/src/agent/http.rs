@@ -1,7 +1,7 @@
 //! The agent's HTTP face, over its supervisor, its queue (once open) and its gateway.
 
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use steward_api::{AgentInfo, ServiceStatus};
 use steward_config::Config;
 use steward_events::{Counts, Event};
@@ -10,10 +10,6 @@ use steward_http::{GatewaySnapshot, GpuProcessMemory, ServiceAction};
 use steward_queue::JobStore;
 use steward_supervise::Supervisor;
 
-/// How long one read of the GPUs' process lists is reused (NVML or nvidia-smi cost
-/// milliseconds; a page and a scraper may ask every second).
-const GPU_READ_FOR: Duration = Duration::from_secs(5);
-
 pub struct AgentView {
     pub supervisor: Arc<Supervisor>,
     pub config: Arc<Config>,
@@ -21,7 +17,6 @@ pub struct AgentView {
     /// Set once the queue is open (at start, or when a shared queue first answers).
     pub store: Arc<OnceLock<Arc<dyn JobStore>>>,
     pub gateway: Arc<OnceLock<Arc<GatewayState>>>,
-    gpu_read: Mutex<Option<(Instant, Vec<GpuProcessMemory>)>>,
 }
 
 impl AgentView {
@@ -38,33 +33,14 @@ impl AgentView {
             basics,
             store,
             gateway,
-            gpu_read: Mutex::new(None),
         }
     }
-}
-
-fn read_gpu_processes() -> Vec<GpuProcessMemory> {
-    let inventory = steward_host::GpuInventory::discover(&steward_host::Sysroot::live());
-    inventory
-        .gpus
-        .iter()
-        .flat_map(|g| {
-            g.processes.iter().filter_map(|p| {
-                Some(GpuProcessMemory {
-                    pid: p.pid,
-                    gpu: g.index,
-                    uuid: g.uuid.clone(),
-                    bytes: p.used_memory?,
-                })
-            })
-        })
-        .collect()
 }
 
 #[async_trait::async_trait]
 impl steward_http::AgentView for AgentView {
     fn services(&self) -> Vec<ServiceStatus> {
-        self.supervisor.status()
+        super::control::statuses(&self.supervisor, &self.basics)
     }
 
     fn agent(&self) -> AgentInfo {
@@ -80,15 +56,7 @@ impl steward_http::AgentView for AgentView {
     }
 
     fn gpu_processes(&self) -> Vec<GpuProcessMemory> {
-        let mut read = self.gpu_read.lock().unwrap_or_else(|p| p.into_inner());
-        match &*read {
-            Some((at, procs)) if at.elapsed() < GPU_READ_FOR => procs.clone(),
-            _ => {
-                let procs = read_gpu_processes();
-                *read = Some((Instant::now(), procs.clone()));
-                procs
-            }
-        }
+        self.basics.gpus.processes()
     }
 
     fn queues(&self) -> Vec<String> {

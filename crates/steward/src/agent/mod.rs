@@ -5,6 +5,7 @@
 mod control;
 mod detach;
 mod gateway;
+mod gpu_memory;
 mod http;
 mod kernel_log;
 mod logging;
@@ -166,6 +167,7 @@ async fn agent_main(
         }
     };
     let kernel_log = kernel_log::watch(supervisor.clone());
+    let gpus = Arc::new(gpu_memory::GpuReader::new(reloader.sysroot.as_deref()));
     let run = Running {
         config: &config,
         ctx: &ctx,
@@ -178,6 +180,7 @@ async fn agent_main(
             state_dir: state_dir.clone(),
             started,
             kernel_log: kernel_log.err(),
+            gpus,
         },
     };
     let result = run

@@ -2,12 +2,12 @@
 //! pid; the agent knows which pids are which service's. The labels `gpu` and `UUID` are
 //! DCGM's, so the series joins `DCGM_FI_*` on a dashboard.
 
-use serde::Serialize;
+use crate::ServiceStatus;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use steward_api::ServiceStatus;
 
 /// One process's memory on one GPU.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuProcessMemory {
     pub pid: u32,
     pub gpu: u32,
@@ -16,7 +16,7 @@ pub struct GpuProcessMemory {
 }
 
 /// A service instance's memory on one GPU, summed over its processes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceGpuMemory {
     pub instance: String,
     pub service: String,
