@@ -29,6 +29,10 @@ pub enum EventKind {
         /// The GPU index it was started on.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gpu: Option<u32>,
+        /// Where this run's output begins in the service's log (bytes, over everything it
+        /// ever printed there), for `explain SERVICE`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_at: Option<u64>,
     },
     /// Health changed: `starting`, `healthy` or `unhealthy` (`healthy` also when the
     /// process said READY=1).
@@ -102,6 +106,9 @@ pub enum EventKind {
     OomKill {
         pid: u32,
         command: String,
+        /// The kernel's line naming the victim.
+        #[serde(default)]
+        message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rss: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,6 +177,7 @@ impl Event {
                 pid,
                 enforcement,
                 gpu,
+                ..
             } => {
                 let gpu = gpu.map(|g| format!(", GPU {g}")).unwrap_or_default();
                 match enforcement {
@@ -231,7 +239,7 @@ impl Event {
                 replicas.join(", "),
                 if *restarted { "; restarting them" } else { "" }
             ),
-            EventKind::OomKill { pid, command, rss, limit } => format!(
+            EventKind::OomKill { pid, command, rss, limit, .. } => format!(
                 "process {pid} ({command}) OOM-killed by the kernel in its cgroup: rss {} against a limit of {}",
                 crate::fmt_bytes(*rss),
                 crate::fmt_bytes(*limit)

@@ -210,8 +210,14 @@ pub enum Command {
     /// then symptoms, noise labelled as noise, and unrecognised errors collapsed.
     /// Reads plain text, journalctl -o short-iso, dmesg -T and docker JSON lines.
     Explain {
-        /// Files to read; `-` or none for standard input.
+        /// Files to read, `-` (or none) for standard input, or services by name: a service's
+        /// output since its current run began, with the kernel's lines recorded for it.
         files: Vec<PathBuf>,
+        /// For a service: read its last N runs, not only the current one.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        runs: u32,
+        #[command(flatten)]
+        target: Target,
         /// Print every finding and the unrecognised errors as JSON.
         #[arg(long)]
         json: bool,
@@ -413,7 +419,8 @@ impl Cli {
             | Command::Restart { target, .. }
             | Command::Queue { target, .. }
             | Command::Nodes { target, .. }
-            | Command::Config { target, .. } => target.or(&file, &state_dir),
+            | Command::Config { target, .. }
+            | Command::Explain { target, .. } => target.or(&file, &state_dir),
             Command::Logs {
                 file: f,
                 state_dir: s,
@@ -431,7 +438,6 @@ impl Cli {
                     node.file.clone_from(&file);
                 }
             }
-            Command::Explain { .. } => {}
         }
         command
     }

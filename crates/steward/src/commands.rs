@@ -153,10 +153,19 @@ pub fn run(command: Command) -> Result<ExitCode> {
         Command::Nodes { target, json } => return crate::nodes_cmd::run(&target, json),
         Command::Explain {
             files,
+            runs,
+            target,
             json,
             top,
             since,
-        } => return crate::explain_cmd::run(&files, json, top as usize, since.as_deref()),
+        } => {
+            let sources = crate::explain_cmd::Sources {
+                args: &files,
+                target: &target,
+                runs: runs as usize,
+            };
+            return crate::explain_cmd::run(&sources, json, top as usize, since.as_deref());
+        }
         Command::Config {
             target,
             command:

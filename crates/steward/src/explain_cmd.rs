@@ -11,7 +11,17 @@ use steward_explain::{Explainer, Since};
 /// Longest line kept whole; the rest of a longer line is skipped, not buffered.
 const MAX_LINE: usize = 64 * 1024;
 
-pub fn run(files: &[PathBuf], json: bool, top: usize, since: Option<&str>) -> Result<ExitCode> {
+/// What `explain` reads: files, standard input (`-`), or the names of services.
+pub struct Sources<'a> {
+    pub args: &'a [PathBuf],
+    /// Where services' logs are, for an argument that is not a file.
+    pub target: &'a crate::cli::Target,
+    /// How many of a service's latest runs to read.
+    pub runs: usize,
+}
+
+pub fn run(sources: &Sources, json: bool, top: usize, since: Option<&str>) -> Result<ExitCode> {
+    let files = sources.args;
     let now = SystemTime::now();
     let since = since
         .map(|s| steward_explain::parse_since(s, now))
@@ -24,6 +34,27 @@ pub fn run(files: &[PathBuf], json: bool, top: usize, since: Option<&str>) -> Re
             .context("cannot read standard input")?;
     }
     for f in files.iter().filter(|f| f.as_os_str() != "-") {
+        if !f.exists() && f.components().count() == 1 {
+            // Not a file: the name of a service, whose latest run is read.
+            let name = f.to_string_lossy();
+            let state_dir = crate::target::state_dir(sources.target).with_context(|| {
+                format!(
+                    "{} is not a file; to read a service's output, give its config with -f",
+                    f.display()
+                )
+            })?;
+            if !crate::explain_service::is_service(&state_dir, &name) {
+                anyhow::bail!(
+                    "{} is neither a file nor a service with logs in {state_dir}",
+                    f.display()
+                );
+            }
+            for input in crate::explain_service::inputs(&state_dir, &name, sources.runs)? {
+                feed(&mut ex, &mut filter, BufReader::new(input))
+                    .with_context(|| format!("reading the logs of {name}"))?;
+            }
+            continue;
+        }
         let file =
             std::fs::File::open(f).with_context(|| format!("cannot read {}", f.display()))?;
         // A file that disappears or is truncated mid-read ends its input there.

@@ -5,6 +5,7 @@ mod agent;
 mod cli;
 mod commands;
 mod explain_cmd;
+mod explain_service;
 mod fmt;
 mod node;
 mod nodes_cmd;

@@ -259,3 +259,33 @@ fn gpu_memory_per_service_sums_its_processes_from_the_gpus_process_list() {
         "{table}"
     );
 }
+
+#[test]
+fn explain_service_reads_its_current_run_or_its_last_runs() {
+    // Run 1 ends with a CUDA OOM; every later run with a port in use.
+    let agent = Agent::start(
+        r#"
+[services.model]
+command = ["sh", "-c", "if test -f second; then echo 'OSError: [Errno 98] Address already in use' >&2; else touch second; echo 'torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB' >&2; fi; exit 1"]
+backoff = { initial = "100ms", max = "200ms" }
+"#,
+    );
+    wait_until("model to have run three times", LONG, || {
+        agent.events_of("model", "started").len() >= 3
+    });
+    assert!(agent.cli(&["stop", "model"]).status.success());
+    let current = agent.cli(&["explain", "model"]);
+    let text = stdout(&current);
+    assert!(current.status.success(), "{}", stderr(&current));
+    assert!(text.starts_with("cause: port-in-use"), "{text}");
+    assert!(!text.contains("cuda-oom"), "only the current run: {text}");
+    let all = agent.cli(&["explain", "model", "--runs", "100"]);
+    assert!(stdout(&all).contains("cuda-oom"), "{}", stdout(&all));
+    let unknown = agent.cli(&["explain", "nosuch"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("nosuch is neither a file nor a service with logs"),
+        "{}",
+        stderr(&unknown)
+    );
+}

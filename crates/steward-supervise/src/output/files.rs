@@ -15,6 +15,11 @@ const RECHECK: Duration = Duration::from_secs(1);
 
 pub const CURRENT: &str = "output.log";
 
+/// How many bytes rotation has deleted from this log, ever: with the kept files' sizes it
+/// makes a position in everything the service ever printed, which does not move when the
+/// files rotate (a run's start, recorded in its `started` event).
+const DROPPED: &str = "dropped-bytes";
+
 pub struct LogFiles {
     dir: PathBuf,
     rotation: LogRotation,
@@ -49,6 +54,11 @@ impl LogFiles {
         let (file, size, ino) = open_current(&self.dir)?;
         (self.file, self.size, self.ino) = (file, size, ino);
         Ok(true)
+    }
+
+    /// Where the next byte goes, counted over everything the service ever printed here.
+    pub fn position(&self) -> u64 {
+        position(&self.dir)
     }
 
     /// The files of a service's log, oldest first.
@@ -120,6 +130,15 @@ impl LogFiles {
     fn rotate(&mut self) -> io::Result<()> {
         let keep = self.rotation.keep;
         let name = |n: u32| self.dir.join(format!("{CURRENT}.{n}"));
+        let going = if keep == 0 {
+            self.dir.join(CURRENT)
+        } else {
+            name(keep)
+        };
+        if let Ok(m) = fs::metadata(&going) {
+            let before = dropped(&self.dir);
+            let _ = fs::write(self.dir.join(DROPPED), (before + m.len()).to_string());
+        }
         let _ = fs::remove_file(name(keep.max(1)));
         for n in (1..keep).rev() {
             let _ = fs::rename(name(n), name(n + 1));
@@ -143,6 +162,40 @@ impl LogFiles {
 
 /// `dir/output.log`, opened for appending (created, with `dir`, if missing): the file,
 /// its size and its inode.
+fn dropped(dir: &Path) -> u64 {
+    fs::read_to_string(dir.join(DROPPED))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// [`LogFiles::position`] of the log in `dir`, for a reader.
+pub fn position(dir: &Path) -> u64 {
+    dropped(dir)
+        + LogFiles::paths_oldest_first(dir)
+            .iter()
+            .filter_map(|p| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum::<u64>()
+}
+
+/// The kept files, oldest first, to read from `at` (a [`position`]) on: each with how many
+/// of its first bytes to skip. From the oldest kept byte when `at` was rotated away.
+pub fn from_position(dir: &Path, at: u64) -> Vec<(PathBuf, u64)> {
+    let mut skip = at.saturating_sub(dropped(dir));
+    let mut out = Vec::new();
+    for p in LogFiles::paths_oldest_first(dir) {
+        let len = fs::metadata(&p).map_or(0, |m| m.len());
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        out.push((p, skip));
+        skip = 0;
+    }
+    out
+}
+
 fn open_current(dir: &Path) -> io::Result<(File, u64, u64)> {
     fs::create_dir_all(dir)?;
     let file = OpenOptions::new()
@@ -184,5 +237,32 @@ mod tests {
             .map(|p| fs::metadata(p).unwrap().len())
             .collect();
         assert!(sizes.iter().all(|&n| n <= 10), "{sizes:?}");
+    }
+}
+
+#[cfg(test)]
+mod position_tests {
+    use super::*;
+
+    #[test]
+    fn a_position_survives_rotation_and_reads_back_from_where_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotation = LogRotation {
+            max_size: steward_config::ByteSize(10),
+            keep: 1,
+        };
+        let mut log = LogFiles::open(dir.path(), rotation).unwrap();
+        log.write(b"aaaa\nbbbb\n").unwrap();
+        let at = log.position();
+        assert_eq!(at, 10);
+        // Two rotations later the first file is gone; the position still means "after bbbb".
+        log.write(b"cccc\ndddd\neeee\n").unwrap();
+        let read: Vec<u8> = from_position(dir.path(), at)
+            .iter()
+            .flat_map(|(p, skip)| fs::read(p).unwrap()[*skip as usize..].to_vec())
+            .collect();
+        assert_eq!(String::from_utf8(read).unwrap(), "cccc\ndddd\neeee\n");
+        assert_eq!(log.position(), 25);
+        assert!(from_position(dir.path(), 25).is_empty());
     }
 }

@@ -5,6 +5,6 @@ mod files;
 mod pump;
 mod reader;
 
-pub use files::{LogFiles, CURRENT};
+pub use files::{from_position, position, LogFiles, CURRENT};
 pub use pump::{pump, OnLogTrouble, Tail};
 pub use reader::{follow, print_tail};

@@ -307,6 +307,8 @@ impl Task {
             watch_output: true,
             strays: (self.svc.stop_signal.0, self.svc.stop_timeout.0),
         };
+        // The previous run's output is all written (its pump ended with it).
+        let log_at = self.logs.lock().map(|l| l.position()).ok();
         let exec = match Execution::spawn(&self.ctx, spec) {
             Ok(e) => e,
             Err(e) => return self.spawn_failed(e),
@@ -341,6 +343,7 @@ impl Task {
             pid,
             enforcement: Some(self.ctx.cgroups.enforcement()),
             gpu: self.inst.gpu.as_ref().map(|g| g.index),
+            log_at,
         });
         self.reply_spawned();
         if ready {

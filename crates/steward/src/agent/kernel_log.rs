@@ -31,6 +31,7 @@ pub fn watch(supervisor: Arc<Supervisor>) -> Result<(), String> {
                 EventKind::OomKill {
                     pid: kill.pid,
                     command: kill.command.clone(),
+                    message: msg.to_string(),
                     rss: kill.anon_rss,
                     limit: kill.limit,
                 },
