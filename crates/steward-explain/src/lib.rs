@@ -23,4 +23,7 @@ pub use live::{LiveFinding, LiveWatch, REPORT_EVERY};
 pub use since::{parse_since, Since};
 pub use templates::Template;
 pub use timestamp::line_time;
-pub use xid::{code_in as xid_code_in, meaning as xid_meaning, pci_in as xid_pci_in, same_pci};
+pub use xid::{
+    code_in as xid_code_in, meaning as xid_meaning, pci_in as xid_pci_in, pid_in as xid_pid_in,
+    same_pci,
+};

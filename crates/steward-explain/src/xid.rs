@@ -74,6 +74,13 @@ pub fn pci_in(line: &str) -> Option<&str> {
     Some(re.captures(line)?.get(1)?.as_str())
 }
 
+/// The process an Xid line names (`pid=870`), when it names one.
+pub fn pid_in(line: &str) -> Option<u32> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| Regex::new(r"\bpid=(\d+)").expect("valid"));
+    re.captures(line)?.get(1)?.as_str().parse().ok()
+}
+
 /// Whether an Xid line's PCI id (`0000:00:06`) and NVML's bus id (`00000000:00:06.0`)
 /// are the same device: domain, bus and device compared as numbers.
 pub fn same_pci(xid: &str, nvml: &str) -> bool {
@@ -108,6 +115,7 @@ mod tests {
             "NVRM: Xid (PCI:0000:00:06): 79, pid=870, name=python3, GPU has fallen off the bus.";
         assert_eq!(pci_in(line), Some("0000:00:06"));
         assert_eq!(code_in(line), Some(79));
+        assert_eq!(pid_in(line), Some(870));
         assert!(same_pci("0000:00:06", "00000000:00:06.0"));
         assert!(!same_pci("0000:00:07", "00000000:00:06.0"));
         assert!(!same_pci("zz", "00000000:00:06.0"));

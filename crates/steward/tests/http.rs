@@ -242,8 +242,10 @@ fn an_xid_the_driver_logs_is_counted_for_its_gpu_and_put_on_the_timeline() {
     // A PCI id no GPU here has: counted under the PCI id, since no UUID matches it.
     let pci = format!("0000:{:02x}:1f", std::process::id() % 250);
     // One write is one record: the line goes whole.
+    // It names the pid of service a: the event is a's.
+    let pid = agent.service("a")["pid"].as_u64().unwrap();
     let line =
-        format!("NVRM: Xid (PCI:{pci}): 79, pid=1234, name=python3, GPU has fallen off the bus.\n");
+        format!("NVRM: Xid (PCI:{pci}): 79, pid={pid}, name=sleep, GPU has fallen off the bus.\n");
     std::io::Write::write_all(&mut kmsg, line.as_bytes()).unwrap();
     let series = format!("steward_gpu_xid_errors_total{{UUID=\"PCI:{pci}\",xid=\"79\"}} 1");
     wait_until("the Xid to be counted", LONG, || {
@@ -259,6 +261,7 @@ fn an_xid_the_driver_logs_is_counted_for_its_gpu_and_put_on_the_timeline() {
         .unwrap_or_else(|| panic!("no gpu_xid event: {events}"))
         .clone();
     assert_eq!(xid["xid"], 79);
+    assert_eq!(xid["service"], "a", "{xid}");
     assert!(
         xid["explain"].as_str().unwrap().starts_with("xid-79: "),
         "{xid}"

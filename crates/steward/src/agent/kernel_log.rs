@@ -59,8 +59,16 @@ pub fn watch(supervisor: Arc<Supervisor>) -> Result<(), String> {
         let matched = gpus
             .iter()
             .find(|g| steward_explain::same_pci(pci, &g.pci_bus_id));
+        // The process the driver names, when it is one of a service's.
+        let owner = steward_explain::xid_pid_in(msg).and_then(|pid| {
+            supervisor
+                .status()
+                .into_iter()
+                .find(|s| s.processes.contains(&pid))
+                .map(|s| s.name)
+        });
         ctx.emit(
-            None,
+            owner.as_deref(),
             EventKind::GpuXid {
                 xid,
                 gpu: matched.map_or_else(|| format!("PCI:{pci}"), |g| g.uuid.clone()),
