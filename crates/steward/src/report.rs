@@ -186,7 +186,10 @@ pub fn plan(node: &NodeArgs) -> Result<ExitCode> {
         bail!("`steward plan` needs a config: pass -f FILE, or run it where steward.toml is");
     };
     let facts = crate::node::gather(node.sysroot.as_deref(), &config.state_dir)?;
-    let plan = crate::node::plan(&config, &facts)?;
+    let mut plan = crate::node::plan(&config, &facts)?;
+    plan.admission
+        .warnings
+        .extend(gpu_memory_over_plan(&config));
     if node.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
@@ -197,6 +200,30 @@ pub fn plan(node: &NodeArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Running instances (asked of the agent, when one runs) that hold more GPU memory than
+/// their service's `gpu_memory`: the plan counts what the config says, not what they use.
+fn gpu_memory_over_plan(config: &Config) -> Vec<String> {
+    let Ok(mut client) = steward_api::Client::connect(&config.state_dir) else {
+        return Vec::new();
+    };
+    let Ok(Some(ps)) = client.request(&steward_api::Request::Ps).map(|r| r.ps) else {
+        return Vec::new();
+    };
+    ps.services
+        .iter()
+        .filter_map(|s| {
+            let planned = config.services.get(&s.service)?.gpu_memory?.bytes();
+            let held = s.gpu_memory_used.filter(|&h| h > planned)?;
+            Some(format!(
+                "{} holds {} of GPU memory now, more than its gpu_memory of {}: raise gpu_memory so the plan counts what it uses",
+                s.name,
+                ByteSize(held).both(),
+                ByteSize(planned).both()
+            ))
+        })
+        .collect()
 }
 
 pub fn doctor(node: &NodeArgs, no_dns: bool) -> Result<ExitCode> {

@@ -231,7 +231,7 @@ fn gpu_memory_per_service_sums_its_processes_from_the_gpus_process_list() {
         .unwrap();
     assert!(copied.success());
     let agent = Agent::prepare(
-        "[services.workers]\n# Two processes: the shell and its python child.\ncommand = [\"sh\", \"-c\", \"python3 -c 'import time; time.sleep(1000)' & exec sleep 1000\"]\n\n[services.other]\ncommand = [\"sleep\", \"1000\"]\n",
+        "[services.workers]\n# Two processes: the shell and its python child.\ncommand = [\"sh\", \"-c\", \"python3 -c 'import time; time.sleep(1000)' & exec sleep 1000\"]\ngpus = [0]\ngpu_memory = \"4GiB\"\n\n[services.other]\ncommand = [\"sleep\", \"1000\"]\n",
     );
     let agent = agent.launch_args(&["--sysroot", root.path().to_str().unwrap(), "--force"]);
     agent.running("workers");
