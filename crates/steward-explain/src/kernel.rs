@@ -36,7 +36,7 @@ impl OomReader {
         static USAGE: OnceLock<Regex> = OnceLock::new();
         static KILL: OnceLock<Regex> = OnceLock::new();
         static VICTIM: OnceLock<Regex> = OnceLock::new();
-        if let Some(c) = re(&USAGE, r"^memory: usage (\d+)kB, limit (\d+)kB").captures(line) {
+        if let Some(c) = re(&USAGE, r"\bmemory: usage (\d+)kB, limit (\d+)kB").captures(line) {
             self.usage = Some((c[1].parse().ok()?, c[2].parse().ok()?));
             return None;
         }
@@ -51,7 +51,7 @@ impl OomReader {
         }
         let c = re(
             &VICTIM,
-            r"Killed process (\d+) \(([^)]*)\)(?:.*anon-rss:(\d+)kB)?",
+            r"Killed process (\d+) \((.*?)\)(?: total-vm|,|$)(?:.*anon-rss:(\d+)kB)?",
         )
         .captures(line)?;
         let pid: u32 = c[1].parse().ok()?;
@@ -111,5 +111,26 @@ mod tests {
             (k.pid, k.command.as_str(), k.cgroup, k.anon_rss),
             (999, "vllm", None, Some(2 << 20))
         );
+    }
+}
+
+/// A segfault the kernel logged: `python3[12345]: segfault at 10 ip … error 4 in
+/// libcuda.so.535.104.05[7f…+…]`: the command, its pid, and the library it died in.
+pub fn segfault_in(line: &str) -> Option<(String, u32, String)> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let c = re(&RE, r"(\S+)\[(\d+)\]: segfault at .* in ([^\[\s]+)\[").captures(line)?;
+    Some((c[1].to_string(), c[2].parse().ok()?, c[3].to_string()))
+}
+
+#[cfg(test)]
+mod segfault_tests {
+    #[test]
+    fn a_segfault_line_names_its_process_and_library() {
+        let l = "python3[4173]: segfault at 10 ip 00007f3a1c2b4d5e sp 00007ffd7c1e2a40 error 4 in libcuda.so.535.104.05[7f3a1b000000+1e00000]";
+        assert_eq!(
+            super::segfault_in(l),
+            Some(("python3".into(), 4173, "libcuda.so.535.104.05".into()))
+        );
+        assert_eq!(super::segfault_in("python3: exited"), None);
     }
 }

@@ -18,12 +18,12 @@ mod xid;
 
 pub use catalogue::{catalogue, Catalogue, Signature};
 pub use explainer::{baseline_category, explain_text, Explainer, Finding, Report};
-pub use kernel::{OomKill, OomReader};
+pub use kernel::{segfault_in, OomKill, OomReader};
 pub use live::{LiveFinding, LiveWatch, REPORT_EVERY};
 pub use since::{parse_since, Since};
 pub use templates::Template;
 pub use timestamp::line_time;
 pub use xid::{
-    code_in as xid_code_in, meaning as xid_meaning, pci_in as xid_pci_in, pid_in as xid_pid_in,
-    same_pci,
+    code_from_words as xid_code_from_words, code_in as xid_code_in, meaning as xid_meaning,
+    pci_in as xid_pci_in, pid_in as xid_pid_in, same_pci,
 };

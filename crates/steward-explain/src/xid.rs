@@ -70,8 +70,30 @@ pub fn meaning(code: u32) -> Option<(&'static str, &'static str)> {
 /// `NVRM: Xid (PCI:0000:00:06): 79, …`.
 pub fn pci_in(line: &str) -> Option<&str> {
     static RE: OnceLock<Regex> = OnceLock::new();
-    let re = RE.get_or_init(|| Regex::new(r"Xid \(PCI:([0-9A-Fa-f:.]+)\)").expect("valid"));
+    let re = RE.get_or_init(|| {
+        Regex::new(r"(?:PCI:|NVRM: GPU (?:at )?(?:PCI:)?)([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}(?:\.[0-9])?)")
+            .expect("valid")
+    });
     Some(re.captures(line)?.get(1)?.as_str())
+}
+
+/// The Xid a driver line means when it says it in words, with no number: a GPU that fell
+/// off the bus is Xid 79, a double-bit ECC error 48, a GSP that stopped answering 119.
+pub fn code_from_words(line: &str) -> Option<u32> {
+    let l = line.to_ascii_lowercase();
+    if !l.contains("nvrm") {
+        return None;
+    }
+    [
+        ("fallen off the bus", 79),
+        ("double bit error", 48),
+        ("double bit ecc", 48),
+        ("timeout waiting for rpc from gsp", 119),
+        ("gsp rpc timeout", 119),
+    ]
+    .iter()
+    .find(|(words, _)| l.contains(words))
+    .map(|&(_, code)| code)
 }
 
 /// The process an Xid line names (`pid=870`), when it names one.
@@ -116,6 +138,17 @@ mod tests {
         assert_eq!(pci_in(line), Some("0000:00:06"));
         assert_eq!(code_in(line), Some(79));
         assert_eq!(pid_in(line), Some(870));
+        let words = "NVRM: GPU at PCI:0000:00:06: GPU has fallen off the bus.";
+        assert_eq!((code_in(words), code_from_words(words)), (None, Some(79)));
+        assert_eq!(pci_in(words), Some("0000:00:06"));
+        assert_eq!(
+            pci_in("NVRM: GPU 0000:0a:00.0: RmInitAdapter failed!"),
+            Some("0000:0a:00.0")
+        );
+        assert_eq!(
+            code_from_words("NVRM: GPU 0000:0a:00.0: RmInitAdapter failed!"),
+            None
+        );
         assert!(same_pci("0000:00:06", "00000000:00:06.0"));
         assert!(!same_pci("0000:00:07", "00000000:00:06.0"));
         assert!(!same_pci("zz", "00000000:00:06.0"));

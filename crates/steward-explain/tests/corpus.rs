@@ -64,3 +64,28 @@ fn shared_corpus_top1_accuracy() {
     }
     check("shared corpus", &dir);
 }
+
+/// The kernel's OOM reports in the public corpus (syslog lines, a cgroup OOM and a host
+/// OOM) read into kills with their victims, as the agent's kernel-log follower reads them.
+#[test]
+fn the_kernels_oom_reports_in_the_corpus_read_as_kills() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/explain-corpus");
+    let kills = |name: &str| -> Vec<steward_explain::OomKill> {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        let mut r = steward_explain::OomReader::default();
+        text.lines().filter_map(|l| r.feed(l)).collect()
+    };
+    let cgroup = kills("06-cgroup-oom.log");
+    assert!(cgroup.len() >= 4, "{cgroup:?}");
+    assert!(
+        cgroup
+            .iter()
+            .all(|k| k.command == "python3" && k.anon_rss == Some(4292 * 1024)),
+        "{cgroup:?}"
+    );
+    let host = kills("16-host-oom.log");
+    assert!(
+        host.iter().any(|k| k.command == "(resolved)"),
+        "a name in parentheses stays whole: {host:?}"
+    );
+}

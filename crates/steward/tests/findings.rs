@@ -289,3 +289,35 @@ backoff = { initial = "100ms", max = "200ms" }
         stderr(&unknown)
     );
 }
+
+#[test]
+fn a_libcuda_segfault_of_a_services_process_and_an_xid_said_in_words_are_events() {
+    let Ok(mut kmsg) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") else {
+        panic!("/dev/kmsg is not writable here: run the tests as root (scripts/test does in CI)");
+    };
+    let agent = Agent::start("[services.vllm]\ncommand = [\"sleep\", \"1000\"]\n");
+    agent.running("vllm");
+    let pid = agent.service("vllm")["pid"].as_u64().unwrap();
+    let pci = format!("0000:{:02x}:1e", std::process::id() % 250);
+    for line in [
+        format!("python3[{pid}]: segfault at 10 ip 00007f3a1c2b4d5e sp 00007ffd7c1e2a40 error 4 in libcuda.so.535.104.05[7f3a1b000000+1e00000]"),
+        format!("NVRM: GPU at PCI:{pci}: GPU has fallen off the bus."),
+    ] {
+        std::io::Write::write_all(&mut kmsg, format!("{line}\n").as_bytes()).unwrap();
+    }
+    wait_until("the libcuda segfault on vllm", LONG, || {
+        agent
+            .events_of("vllm", "finding")
+            .iter()
+            .any(|e| e["category"] == "libcuda-segfault")
+    });
+    wait_until("it in ps", LONG, || {
+        agent.service("vllm")["last_finding"]["category"] == "libcuda-segfault"
+    });
+    wait_until("the Xid in words", LONG, || {
+        agent
+            .events()
+            .iter()
+            .any(|e| e["event"] == "gpu_xid" && e["xid"] == 79 && e["gpu"] == format!("PCI:{pci}"))
+    });
+}
