@@ -30,6 +30,11 @@ fn evaluate(dir: &Path) -> (usize, usize, usize, Vec<String>) {
 }
 
 fn check(name: &str, dir: &Path) {
+    check_at(name, dir, 90.0);
+}
+
+/// As [`check`], failing under `floor` percent.
+fn check_at(name: &str, dir: &Path, floor: f64) {
     let (total, ours, base, misses) = evaluate(dir);
     let pct = |n: usize| n as f64 * 100.0 / total as f64;
     println!(
@@ -41,8 +46,8 @@ fn check(name: &str, dir: &Path) {
         println!("  miss: {m}");
     }
     assert!(
-        pct(ours) >= 90.0,
-        "{name}: top-1 accuracy {:.0}% is under 90%: {misses:?}",
+        pct(ours) >= floor,
+        "{name}: top-1 accuracy {:.0}% is under {floor}%: {misses:?}",
         pct(ours)
     );
 }
@@ -64,6 +69,33 @@ fn shared_corpus_top1_accuracy() {
     }
     check("shared corpus", &dir);
 }
+
+/// 80 excerpts people posted in public issue threads (vLLM, SGLang, TGI, llama.cpp, Ollama,
+/// Triton, ComfyUI, Celery, Dask, Prefect, Airflow, PyTorch DDP, systemd, Kubernetes, the
+/// kernel), gathered for this project with their sources in each `index.tsv`. The rules
+/// were written against `dev/` (60); `held/` (20, gathered after the rules were written and
+/// not read while writing them) measures how they carry over. A later round of rules needs
+/// a fresh held-back set: once its misses are read, this one is part of dev.
+#[test]
+fn public_corpus_dev_top1_accuracy() {
+    check(
+        "public corpus, dev part",
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/public/dev"),
+    );
+}
+
+#[test]
+fn public_corpus_held_back_top1_accuracy() {
+    check_at(
+        "public corpus, held-back part",
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/public/held"),
+        HELD_BACK_FLOOR,
+    );
+}
+
+/// What the held-back part reached when it was measured (17 of 20; see the README): a
+/// floor against regressions, under the 90% aim.
+const HELD_BACK_FLOOR: f64 = 85.0;
 
 /// The kernel's OOM reports in the public corpus (syslog lines, a cgroup OOM and a host
 /// OOM) read into kills with their victims, as the agent's kernel-log follower reads them.
