@@ -16,9 +16,8 @@ Prints a markdown table.
 import argparse, http.client, os, shutil, socket, subprocess, sys, tempfile, threading, time
 import xmlrpc.client
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-STEWARD = os.path.join(ROOT, "target", "release", "steward")
-CLK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from measure import CLK, ROOT, STEWARD, cpu_seconds, pct, rss_mib, wait_until  # noqa: E402
 
 
 def free_port():
@@ -27,36 +26,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_until(cond, timeout=120.0, what="condition"):
-    deadline = time.time() + timeout
-    while True:
-        try:
-            if cond():
-                return
-        except OSError:
-            pass
-        if time.time() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))]
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
 
 
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def get(port, path, headers=None):
@@ -90,7 +65,7 @@ def steward_run(work, n, requests, idle_s):
         def all_running():
             status, body = get(port, "/api/v1/services")
             return status == 200 and body.count(b'"state":"running"') == n
-        wait_until(all_running, what=f"{n} services running under steward")
+        wait_until(all_running, timeout=300, what=f"{n} services running under steward", every=0.05)
         metrics = timed(lambda: get(port, "/metrics"), requests)
         services = timed(lambda: get(port, "/api/v1/services"), requests)
         size = len(get(port, "/metrics")[1])
@@ -146,7 +121,7 @@ def supervisord_run(work, n, requests):
     try:
         rpc = lambda: xmlrpc.client.ServerProxy(f"http://127.0.0.1:{port}/RPC2")
         wait_until(lambda: sum(p["statename"] == "RUNNING" for p in rpc().supervisor.getAllProcessInfo()) == n,
-                   what=f"{n} programs running under supervisord")
+                   timeout=300, what=f"{n} programs running under supervisord", every=0.05)
         page = timed(lambda: get(port, "/"), requests)
         info = timed(lambda: rpc().supervisor.getAllProcessInfo(), requests)
         return {"page": page, "rpc": info, "rss": rss_mib(proc.pid)}

@@ -14,20 +14,13 @@ Needs: a release build (cargo build --release --locked) and Debian's `supervisor
 """
 import argparse, os, shutil, signal, statistics, subprocess, sys, tempfile, time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-STEWARD = os.path.join(ROOT, "target", "release", "steward")
-CLK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from measure import CLK, ROOT, STEWARD, cpu_seconds, pct, rss_mib, wait_until  # noqa: E402
 
 # Writes "<epoch seconds> <pid>" to its own file, then becomes a long sleep.
 PROGRAM = 'echo "$(date +%s.%N) $$" >> {file}; exec sleep 1000000'
 
 
-def wait_until(cond, timeout=60.0, what="condition"):
-    deadline = time.time() + timeout
-    while not cond():
-        if time.time() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 def lines(path):
@@ -38,24 +31,10 @@ def lines(path):
         return []
 
 
-def pct(values, p):
-    s = sorted(values)
-    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
-    return s[k]
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
 
 
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Steward:
