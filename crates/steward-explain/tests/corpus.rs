@@ -70,10 +70,10 @@ fn shared_corpus_top1_accuracy() {
     check("shared corpus", &dir);
 }
 
-/// 80 excerpts people posted in public issue threads (vLLM, SGLang, TGI, llama.cpp, Ollama,
-/// Triton, ComfyUI, Celery, Dask, Prefect, Airflow, PyTorch DDP, systemd, Kubernetes, the
-/// kernel), gathered for this project with their sources in each `index.tsv`. The rules
-/// were written against `dev/` (60); `held/` (20, gathered after the rules were written and
+/// 100 excerpts people posted in public issue threads (vLLM, SGLang, TGI, llama.cpp, Ollama,
+/// Triton, ComfyUI, Celery, Dask, Prefect, Airflow, PyTorch DDP, Slurm, systemd, Kubernetes,
+/// the kernel), gathered for this project with their sources in each `index.tsv`. The rules
+/// were written against `dev/` (80); `held/` (20, gathered after the rules were written and
 /// not read while writing them) measures how they carry over. A later round of rules needs
 /// a fresh held-back set: once its misses are read, this one is part of dev.
 #[test]
@@ -93,9 +93,9 @@ fn public_corpus_held_back_top1_accuracy() {
     );
 }
 
-/// What the held-back part reached when it was measured (17 of 20; see the README): a
-/// floor against regressions, under the 90% aim.
-const HELD_BACK_FLOOR: f64 = 85.0;
+/// The aim, which the held-back part reached when it was measured (18 of 20; see the
+/// README).
+const HELD_BACK_FLOOR: f64 = 90.0;
 
 /// The kernel's OOM reports in the public corpus (syslog lines, a cgroup OOM and a host
 /// OOM) read into kills with their victims, as the agent's kernel-log follower reads them.
