@@ -108,21 +108,30 @@ fn queue_error(e: steward_queue::QueueError) -> Reply {
     error(StatusCode::SERVICE_UNAVAILABLE, &format!("the queue: {e}"))
 }
 
-pub async fn queues(view: &dyn AgentView) -> Reply {
-    let Some(store) = view.store() else {
-        return json(StatusCode::OK, &json!({ "open": false, "queues": [] }));
-    };
+/// Each of the agent's queues' stats, in config order; `None` while no queue is open.
+pub async fn queue_stats(
+    view: &dyn AgentView,
+) -> Option<Result<Vec<steward_queue::Stats>, steward_queue::QueueError>> {
+    let store = view.store()?;
     let mut out = Vec::new();
     for q in view.queues() {
         match store.stats(Some(&q)).await {
             Ok(s) => out.push(s),
-            Err(e) => return queue_error(e),
+            Err(e) => return Some(Err(e)),
         }
     }
-    json(
-        StatusCode::OK,
-        &json!({ "open": true, "store": store.describe(), "queues": out }),
-    )
+    Some(Ok(out))
+}
+
+pub async fn queues(view: &dyn AgentView) -> Reply {
+    match (queue_stats(view).await, view.store()) {
+        (Some(Ok(out)), Some(store)) => json(
+            StatusCode::OK,
+            &json!({ "open": true, "store": store.describe(), "queues": out }),
+        ),
+        (Some(Err(e)), _) => queue_error(e),
+        _ => json(StatusCode::OK, &json!({ "open": false, "queues": [] })),
+    }
 }
 
 pub async fn jobs(view: &dyn AgentView, q: &Query) -> Reply {

@@ -219,14 +219,14 @@ impl Face {
         let view = &*self.view;
         let services = view.services();
         let gpu = steward_api::attribute_gpu_memory(&services, &view.gpu_processes());
-        let mut queues = Vec::new();
-        if let Some(store) = view.store() {
-            for q in view.queues() {
-                if let Ok(s) = store.stats(Some(&q)).await {
-                    queues.push((q, s.counts));
-                }
-            }
-        }
+        // A queue that does not answer leaves its series out of this scrape.
+        let queues = match api::queue_stats(view).await {
+            Some(Ok(stats)) => stats
+                .into_iter()
+                .map(|s| (s.queue.unwrap_or_default(), s.counts))
+                .collect(),
+            _ => Vec::new(),
+        };
         let scrape = metrics::Scrape {
             services,
             agent: view.agent(),

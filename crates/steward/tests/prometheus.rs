@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 
 struct KillOnDrop(Child);
@@ -17,7 +16,6 @@ impl Drop for KillOnDrop {
 
 /// The value of `query` in Prometheus on `port`, when it has one.
 fn query(port: u16, query: &str) -> Option<f64> {
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     let q: String = query
         .bytes()
         .map(|b| match b {
@@ -25,17 +23,8 @@ fn query(port: u16, query: &str) -> Option<f64> {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    write!(
-        c,
-        "GET /api/v1/query?query={q} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    c.read_to_string(&mut text).ok()?;
-    let body = text.split_once("\r\n\r\n")?.1;
-    // A chunked body: the JSON object is between the first '{' and the last '}'.
-    let json: serde_json::Value =
-        serde_json::from_str(&body[body.find('{')?..=body.rfind('}')?]).ok()?;
+    let reply = try_http(port, "GET", &format!("/api/v1/query?query={q}"), &[], "").ok()?;
+    let json: serde_json::Value = serde_json::from_str(&reply.body).ok()?;
     json["data"]["result"][0]["value"][1].as_str()?.parse().ok()
 }
 

@@ -25,9 +25,20 @@ impl HttpReply {
 
 /// `method path` on 127.0.0.1:`port` with extra header lines (`Name: value`) and a body.
 pub fn http(port: u16, method: &str, path: &str, headers: &[&str], body: &str) -> HttpReply {
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
+    try_http(port, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {path} on 127.0.0.1:{port}: {e}"))
+}
+
+/// As [`http`], for a server that may not answer yet.
+pub fn try_http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> std::io::Result<HttpReply> {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    c.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     if !headers
         .iter()
@@ -40,9 +51,9 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[&str], body: &str) -
         head.push_str("\r\n");
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    c.write_all(head.as_bytes()).unwrap();
+    c.write_all(head.as_bytes())?;
     let mut raw = Vec::new();
-    c.read_to_end(&mut raw).unwrap();
+    c.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -64,11 +75,11 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[&str], body: &str) -
     } else {
         body.to_string()
     };
-    HttpReply {
+    Ok(HttpReply {
         status,
         headers,
         body,
-    }
+    })
 }
 
 pub fn get(port: u16, path: &str, headers: &[&str]) -> HttpReply {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 pub mod http;
 #[allow(unused_imports)]
-pub use http::{get, http, post, HttpReply};
+pub use http::{get, http, post, try_http, HttpReply};
 pub const BIN: &str = env!("CARGO_BIN_EXE_steward");
 
 /// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
