@@ -154,8 +154,13 @@ pub enum EventKind {
 
 impl Event {
     pub fn new(service: Option<&str>, kind: EventKind) -> Self {
+        Self::at(SystemTime::now(), service, kind)
+    }
+
+    /// An event that happened at `at`.
+    pub fn at(at: SystemTime, service: Option<&str>, kind: EventKind) -> Self {
         Event {
-            ts: now_rfc3339(),
+            ts: humantime::format_rfc3339_millis(at).to_string(),
             service: service.map(str::to_string),
             kind,
         }

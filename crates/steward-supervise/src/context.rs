@@ -2,6 +2,7 @@
 //! locks, and the signal that some instance's state changed.
 
 use crate::cgroup::CgroupDriver;
+use crate::kmsg::KernelLog;
 use crate::reaper::Reaper;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ pub struct SupervisorContext {
     feed: broadcast::Sender<Event>,
     /// The latest [`RECENT_EVENTS`] events, for a view that opens now.
     recent: Mutex<VecDeque<Event>>,
+    /// The kernel's log, once the agent follows it: read when explaining a crash.
+    pub kernel: Arc<KernelLog>,
 }
 
 /// How many of the latest events the agent keeps in memory for a view that opens.
@@ -60,6 +63,7 @@ impl SupervisorContext {
             tally: Tally::default(),
             feed: broadcast::channel(1024).0,
             recent: Mutex::new(VecDeque::with_capacity(RECENT_EVENTS)),
+            kernel: Arc::default(),
         }
     }
 
@@ -77,7 +81,16 @@ impl SupervisorContext {
 
     /// Appends to `events.jsonl` and prints the same event on the agent's log.
     pub fn emit(&self, service: Option<&str>, kind: EventKind) {
-        let event = Event::new(service, kind);
+        self.record(Event::new(service, kind));
+    }
+
+    /// As [`Self::emit`], for something that happened at `at` and is written now (an exit
+    /// whose explanation was read beside the restart).
+    pub fn emit_at(&self, at: std::time::SystemTime, service: Option<&str>, kind: EventKind) {
+        self.record(Event::at(at, service, kind));
+    }
+
+    fn record(&self, event: Event) {
         tracing::info!("{}", event.summary());
         if let Err(e) = self.events.append(&event) {
             tracing::warn!("{e}");

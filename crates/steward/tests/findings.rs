@@ -83,6 +83,7 @@ command = ["sh", "-c", "for i in 1 2 3 4 5; do echo \"UserWarning: The value of 
         agent.service("trainer")["restarts"]
             .as_u64()
             .is_some_and(|r| r >= 1)
+            && !agent.events_of("trainer", "exited").is_empty()
     });
     let exits = agent.events_of("trainer", "exited");
     let first = &exits[0];

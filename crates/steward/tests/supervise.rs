@@ -29,6 +29,10 @@ restart = "never"
         peak > 48 << 20 && peak <= 64 << 20,
         "peak {peak} should be near the 64 MiB limit"
     );
+    // The exit's event is written once its explanation is read, beside the state change.
+    agent.wait_for("hog's exit event", |a| {
+        !a.events_of("hog", "exited").is_empty()
+    });
     let exits = agent.events_of("hog", "exited");
     assert_eq!(exits.last().unwrap()["class"], "oom_killed");
     // Where the kernel log is readable, explain sees the kernel's own OOM line.
@@ -310,8 +314,8 @@ shell = true
 restart = "never"
 "#,
     );
-    agent.wait_for("trainer to fail", |a| {
-        a.service("trainer")["state"] == "failed"
+    agent.wait_for("trainer's exit event", |a| {
+        a.service("trainer")["state"] == "failed" && !a.events_of("trainer", "exited").is_empty()
     });
     let exited = agent.events_of("trainer", "exited");
     let why = exited[0]["explain"]

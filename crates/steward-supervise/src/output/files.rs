@@ -83,8 +83,6 @@ impl LogFiles {
         paths
     }
 
-    /// Appends `buf`, rotating so that no file grows past `max_size`. Files are cut after a
-    /// newline where one fits, so lines stay whole; a line longer than `max_size` is split.
     /// The last `bytes` of the current log file (what a crash left behind).
     pub fn tail(&self, bytes: u64) -> Vec<u8> {
         use std::io::{Read, Seek, SeekFrom};
@@ -98,6 +96,8 @@ impl LogFiles {
         out
     }
 
+    /// Appends `buf`, rotating so that no file grows past `max_size`. Files are cut after a
+    /// newline where one fits, so lines stay whole; a line longer than `max_size` is split.
     pub fn write(&mut self, mut buf: &[u8]) -> io::Result<()> {
         if self.checked.elapsed() >= RECHECK {
             self.reopen_if_gone()?;

@@ -2,6 +2,7 @@
 //! channel, the task alone changes its state ([`TaskState`], published for `ps` and for
 //! dependents), and its loop drives one explicit [`task::Phase`] at a time.
 
+mod explaining;
 mod messages;
 mod readiness;
 mod report;

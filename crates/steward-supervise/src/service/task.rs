@@ -3,6 +3,7 @@
 //! readiness change, a soft limit passed) and handles it. Only this task writes the
 //! instance's [`TaskState`].
 
+use super::explaining::{Explained, Pending};
 use super::messages::Control;
 use super::readiness::{Readiness, ReadinessEvent};
 use super::state::TaskState;
@@ -55,6 +56,8 @@ enum Input {
     Readiness(ReadinessEvent),
     OverSoftLimit,
     Finding(steward_explain::LiveFinding),
+    /// An earlier exit's explanation is ready: its event can be written.
+    Explained(Explained),
 }
 
 /// What follows the end of a run.
@@ -78,6 +81,10 @@ pub(crate) struct Task {
     /// Replies owed to `start`/`restart` callers once the next spawn is done.
     pub(super) waiting_for_spawn: Vec<oneshot::Sender<()>>,
     pub(super) phase: Phase,
+    /// Exits so far; numbers the exits being explained.
+    pub(super) exits: u64,
+    /// Exits whose events wait for their explanation.
+    pub(super) explaining: Pending,
 }
 
 impl Task {
@@ -95,6 +102,8 @@ impl Task {
             logs: Arc::new(Mutex::new(logs)),
             waiting_for_spawn: Vec::new(),
             phase: Phase::Idle,
+            exits: 0,
+            explaining: Pending::default(),
             inst,
             svc,
             ctx,
@@ -107,6 +116,7 @@ impl Task {
         loop {
             let input = self.next_input().await;
             if !self.on(input).await {
+                self.explain_the_rest().await;
                 return;
             }
         }
@@ -114,18 +124,25 @@ impl Task {
 
     async fn next_input(&mut self) -> Input {
         let rx = &mut self.rx;
+        let explained = &mut self.explaining;
         match &mut self.phase {
-            Phase::Idle => Input::Command(rx.recv().await),
+            Phase::Idle => tokio::select! {
+                cmd = rx.recv() => Input::Command(cmd),
+                e = explained.next() => Input::Explained(e),
+            },
             Phase::AwaitingGpu(acquire) => tokio::select! {
                 cmd = rx.recv() => Input::Command(cmd),
                 guard = acquire.as_mut() => Input::GpuAcquired(guard),
+                e = explained.next() => Input::Explained(e),
             },
             Phase::BackingOff(sleep) => tokio::select! {
                 cmd = rx.recv() => Input::Command(cmd),
                 _ = sleep.as_mut() => Input::BackoffOver,
+                e = explained.next() => Input::Explained(e),
             },
             Phase::Running(run) => tokio::select! {
                 cmd = rx.recv() => Input::Command(cmd),
+                e = explained.next() => Input::Explained(e),
                 w = run.exec.watch() => match w {
                     Watched::Exited => Input::Exited,
                     Watched::OverSoftLimit => Input::OverSoftLimit,
@@ -148,13 +165,8 @@ impl Task {
                 self.set(|s| s.waiting_on = None);
                 self.spawn(Some(guard));
             }
-            Input::BackoffOver => {
-                self.set(|s| {
-                    s.next_start = None;
-                    s.restarts += 1;
-                });
-                self.begin();
-            }
+            Input::BackoffOver => self.restart_after_backoff(),
+            Input::Explained(done) => self.explained(done),
             Input::Exited => self.end_run(None, Then::Decide).await,
             Input::Readiness(ev) => self.readiness(ev).await,
             Input::Finding(f) => self.finding(f).await,
@@ -517,7 +529,19 @@ impl Task {
             s.recent_exits = decision.crash_loop.map(|r| r.last).unwrap_or_default();
             s.next_start = Some(next_start);
         });
+        if decision.delay.is_zero() {
+            // No backoff: at once, not at the timer's next tick.
+            return self.restart_after_backoff();
+        }
         self.phase = Phase::BackingOff(Box::pin(tokio::time::sleep(decision.delay)));
+    }
+
+    fn restart_after_backoff(&mut self) {
+        self.set(|s| {
+            s.next_start = None;
+            s.restarts += 1;
+        });
+        self.begin();
     }
 
     /// The supervisor is gone: stop whatever runs, and end.

@@ -29,8 +29,8 @@ pub fn watch(supervisor: Arc<Supervisor>) -> Result<(), String> {
         oom: steward_explain::OomReader::default(),
         supervisor,
     };
-    let followed = steward_supervise::kmsg::follow(move |msg| reader.line(msg));
-    followed.map(|_| ()).map_err(|e| {
+    let kernel = reader.supervisor.context().kernel.clone();
+    kernel.follow(move |msg| reader.line(msg)).map_err(|e| {
         let why = format!(
             "/dev/kmsg cannot be read ({e}): OOM kills of children and Xid errors are not followed"
         );
