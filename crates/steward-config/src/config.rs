@@ -10,6 +10,7 @@ use crate::{ByteSize, ConfigError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,7 +39,8 @@ pub struct Config {
     /// Memory admission keeps free for the host. `None`: the larger of 2 GiB and 5% of
     /// MemTotal, decided by the plan.
     pub reserve_memory: Option<ByteSize>,
-    pub services: BTreeMap<String, Service>,
+    /// Shared: the supervisor holds each service without a copy of its own.
+    pub services: BTreeMap<String, Arc<Service>>,
     pub pipelines: BTreeMap<String, crate::Pipeline>,
     pub gateway: Option<crate::Gateway>,
     pub queue: QueueSettings,
@@ -52,6 +54,7 @@ impl Config {
     pub fn workloads(&self) -> impl Iterator<Item = &Service> {
         self.services
             .values()
+            .map(Arc::as_ref)
             .chain(self.pipelines.values().map(|p| &p.workers))
     }
 }
@@ -77,7 +80,7 @@ pub(crate) fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
     let mut services = BTreeMap::new();
     for (name, svc) in raw.services {
         let resolved = resolve_service(&ctx, "services", &name, svc, &base)?;
-        services.insert(name, resolved);
+        services.insert(name, Arc::new(resolved));
     }
     check_graph(&ctx, &services)?;
     let mut pipelines = BTreeMap::new();
@@ -116,7 +119,7 @@ pub(crate) fn resolve(raw: RawConfig, text: &str, path: &Path) -> Result<Config,
 
 /// Checks `depends_on` across the whole file: names exist, no service waits on itself,
 /// no cycle, and every condition can be met.
-fn check_graph(ctx: &Ctx, services: &BTreeMap<String, Service>) -> Result<(), ConfigError> {
+fn check_graph(ctx: &Ctx, services: &BTreeMap<String, Arc<Service>>) -> Result<(), ConfigError> {
     for svc in services.values() {
         for (dep, cond) in &svc.depends_on {
             let at = ["services", svc.name.as_str(), "depends_on"];

@@ -208,7 +208,7 @@ fn service_url(svc: &Service) -> Option<String> {
 pub(crate) fn resolve(
     ctx: &Ctx,
     raw: RawGateway,
-    services: &BTreeMap<String, Service>,
+    services: &BTreeMap<String, std::sync::Arc<Service>>,
 ) -> Result<Gateway, ConfigError> {
     let defaults = Timeouts {
         connect: HumanDuration::secs(2),

@@ -28,6 +28,8 @@ pub struct LiveFinding {
 }
 
 struct Seen {
+    /// The signature's index in the catalogue.
+    sig: usize,
     reported_at: Instant,
     pending: u64,
     total: u64,
@@ -38,7 +40,9 @@ pub struct LiveWatch {
     partial: Vec<u8>,
     /// The partial line grew past [`MAX_LINE`]: the rest of it is dropped.
     overlong: bool,
-    seen: Vec<Option<Seen>>,
+    /// The signatures that fired, in the order they first did: empty for most processes,
+    /// so an idle one holds nothing per signature.
+    seen: Vec<Seen>,
 }
 
 impl Default for LiveWatch {
@@ -49,12 +53,11 @@ impl Default for LiveWatch {
 
 impl LiveWatch {
     pub fn new() -> Self {
-        let cat = catalogue();
         LiveWatch {
-            cat,
+            cat: catalogue(),
             partial: Vec::new(),
             overlong: false,
-            seen: (0..cat.signatures.len()).map(|_| None).collect(),
+            seen: Vec::new(),
         }
     }
 
@@ -116,9 +119,10 @@ impl LiveWatch {
             if !fatal && (s.noise || s.sympathetic || s.generic || s.near.is_some()) {
                 continue;
             }
-            let report = match &mut self.seen[sig] {
+            let report = match self.seen.iter_mut().find(|s| s.sig == sig) {
                 None => {
-                    self.seen[sig] = Some(Seen {
+                    self.seen.push(Seen {
+                        sig,
                         reported_at: now,
                         pending: 0,
                         total: 1,

@@ -91,7 +91,7 @@ pub struct Start<'a> {
     pub config: &'a Config,
     pub ctx: &'a Arc<SupervisorContext>,
     pub supervisor: &'a Arc<Supervisor>,
-    pub instances: &'a [Instance],
+    pub instances: &'a [std::sync::Arc<Instance>],
     pub store: Arc<dyn JobStore>,
     /// This node as the fleet will see it (its run id is given at join).
     pub node: NodeInfo,
@@ -148,7 +148,7 @@ impl Pipelines {
                 .instances
                 .iter()
                 .filter(|i| i.service == p.name)
-                .cloned()
+                .map(|i| Instance::clone(i))
                 .collect();
             let runner = PipelineRunner::new(
                 s.ctx.clone(),

@@ -115,7 +115,7 @@ pub struct Execution {
     pump: JoinHandle<()>,
     tail: Option<Tail>,
     /// What the output watch reports, while the process runs.
-    findings: Option<tokio::sync::mpsc::UnboundedReceiver<steward_explain::LiveFinding>>,
+    findings: Option<tokio::sync::mpsc::UnboundedReceiver<Box<steward_explain::LiveFinding>>>,
     fatal_finding: Option<(String, String)>,
     memory_limit: Option<u64>,
     soft_limit: Option<SoftLimit>,
@@ -132,8 +132,8 @@ pub enum Watched {
 }
 
 async fn next_finding(
-    findings: &mut Option<tokio::sync::mpsc::UnboundedReceiver<steward_explain::LiveFinding>>,
-) -> Option<steward_explain::LiveFinding> {
+    findings: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Box<steward_explain::LiveFinding>>>,
+) -> Option<Box<steward_explain::LiveFinding>> {
     match findings {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -311,7 +311,7 @@ impl Execution {
                 Watched::Exited
             }
             _ = over(soft_limit) => Watched::OverSoftLimit,
-            Some(f) = next_finding(findings) => Watched::Finding(f),
+            Some(f) = next_finding(findings) => Watched::Finding(*f),
         }
     }
 

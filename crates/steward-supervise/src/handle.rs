@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 #[derive(Clone)]
 pub(crate) struct Handle {
-    pub inst: Instance,
+    pub inst: Arc<Instance>,
     pub service: Arc<Service>,
     pub unit: String,
     pub tx: mpsc::Sender<Control>,
@@ -24,7 +24,7 @@ impl Handle {
     /// Starts the task of `inst` (stopped until told to start).
     pub fn spawn(
         ctx: &Arc<SupervisorContext>,
-        inst: Instance,
+        inst: Arc<Instance>,
         svc: Arc<Service>,
     ) -> Result<Handle, SuperviseError> {
         let dir = ctx.logs_dir.join(&inst.name);

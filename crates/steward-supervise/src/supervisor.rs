@@ -61,10 +61,15 @@ fn side(services: &BTreeMap<String, Arc<Service>>) -> BTreeMap<&str, &Service> {
 /// The services a config gives the supervisor: pipelines' per-job slots have no
 /// long-running process (the pipeline runs jobs in them).
 fn supervised(config: &Config) -> BTreeMap<String, Arc<Service>> {
-    config
-        .workloads()
+    let services = config.services.values().cloned();
+    let workers = config
+        .pipelines
+        .values()
+        .map(|p| Arc::new(p.workers.clone()));
+    services
+        .chain(workers)
         .filter(|s| !s.per_job)
-        .map(|s| (s.name.clone(), Arc::new(s.clone())))
+        .map(|s| (s.name.clone(), s))
         .collect()
 }
 
@@ -81,13 +86,13 @@ impl Supervisor {
     pub fn new(
         ctx: Arc<SupervisorContext>,
         config: &Config,
-        instances: Vec<Instance>,
+        instances: &[Arc<Instance>],
     ) -> Result<Arc<Self>, SuperviseError> {
         let services = supervised(config);
-        let mut handles = Vec::new();
+        let mut handles = Vec::with_capacity(instances.len());
         for inst in instances {
             if let Some(svc) = services.get(&inst.service).cloned() {
-                handles.push(Handle::spawn(&ctx, inst, svc)?);
+                handles.push(Handle::spawn(&ctx, inst.clone(), svc)?);
             }
         }
         Ok(Arc::new(Supervisor {
@@ -246,14 +251,25 @@ impl Supervisor {
     fn spawn_starter(self: &Arc<Self>, name: &str) {
         let sup = self.clone();
         let service = name.to_string();
+        // Held until the task is done with it, so that it cannot finish (and fail to find
+        // itself) before it is in the map.
+        let mut starters = self.starters.lock().unwrap_or_else(|p| p.into_inner());
         let task = tokio::spawn(async move {
             if sup.wait_for_dependencies(&service, false).await.is_ok() {
                 if let Err(e) = sup.start_instances(&service).await {
                     tracing::warn!("{e}");
                 }
             }
+            // Done: its handle goes (a finished task's memory lives as long as its handle),
+            // unless a newer starter has taken its place.
+            let mut starters = sup.starters.lock().unwrap_or_else(|p| p.into_inner());
+            if starters
+                .get(&service)
+                .is_some_and(|t| t.id() == tokio::task::id())
+            {
+                starters.remove(&service);
+            }
         });
-        let mut starters = self.starters.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = starters.insert(name.to_string(), task) {
             old.abort();
         }
@@ -421,7 +437,9 @@ impl Supervisor {
         let Some(h) = set.instances.iter().find(|h| h.inst.name == instance) else {
             return false;
         };
-        h.tx.send(Control::KernelFinding(finding)).await.is_ok()
+        h.tx.send(Control::KernelFinding(Box::new(finding)))
+            .await
+            .is_ok()
     }
 
     /// Forwards a signal (SIGHUP, say) to every running instance's process group.
@@ -463,8 +481,9 @@ impl Supervisor {
                 new_services.insert(name.clone(), svc.clone());
             }
         }
-        let mut new_instances: Vec<Instance> = instances
+        let mut new_instances: Vec<Arc<Instance>> = instances
             .into_iter()
+            .map(Arc::new)
             .filter(|i| {
                 new_services
                     .get(&i.service)
@@ -480,11 +499,11 @@ impl Supervisor {
         let changes = diff(
             &Side {
                 services: side(&old.services),
-                instances: old.instances.iter().map(|h| &h.inst).collect(),
+                instances: old.instances.iter().map(|h| h.inst.as_ref()).collect(),
             },
             &Side {
                 services: side(&new_services),
-                instances: new_instances.iter().collect(),
+                instances: new_instances.iter().map(|i| i.as_ref()).collect(),
             },
         );
         // Stop what goes or changes: dependents first.

@@ -87,10 +87,11 @@ impl Tail {
     }
 }
 
-/// The output watch and where its findings go.
+/// The output watch and where its findings go (boxed: the channel's first block holds
+/// 32 slots per idle service).
 pub type LiveOutput = (
     steward_explain::LiveWatch,
-    tokio::sync::mpsc::UnboundedSender<steward_explain::LiveFinding>,
+    tokio::sync::mpsc::UnboundedSender<Box<steward_explain::LiveFinding>>,
 );
 
 thread_local! {
@@ -145,7 +146,7 @@ pub fn pump(
                     }
                     if let Some((watch, tx)) = &mut live {
                         for f in watch.feed(&buf[..n], Instant::now()) {
-                            let _ = tx.send(f);
+                            let _ = tx.send(Box::new(f));
                         }
                     }
                 }

@@ -14,7 +14,7 @@ pub(crate) enum Control {
     Signal(Signal),
     /// The kernel's log named one of its processes (an OOM kill): shown as its latest
     /// finding.
-    KernelFinding(steward_explain::LiveFinding),
+    KernelFinding(Box<steward_explain::LiveFinding>),
     /// What its dependencies still wait for (`None`: nothing), while it is not running.
     Waiting(Option<String>),
 }

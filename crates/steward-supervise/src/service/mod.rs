@@ -12,3 +12,4 @@ mod task;
 pub(crate) use messages::Control;
 pub(crate) use state::TaskState;
 pub(crate) use task::Task;
+

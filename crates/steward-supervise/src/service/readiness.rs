@@ -7,7 +7,7 @@ use crate::notify::NotifySocket;
 use crate::reaper::Reaper;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use steward_api::Health;
 use steward_config::Service;
 use tokio::sync::mpsc;
@@ -30,16 +30,23 @@ pub(crate) enum ReadinessEvent {
 
 pub(crate) struct Readiness {
     svc: Arc<Service>,
-    reaper: Arc<Reaper>,
-    penv: ProbeEnv,
     notify: Option<NotifySocket>,
-    tracker: Option<HealthTracker>,
-    probe_timer: Pin<Box<Sleep>>,
-    probe_in_flight: bool,
-    probes: (mpsc::Sender<ProbeResult>, mpsc::Receiver<ProbeResult>),
+    /// Only for a service with a health check: an idle instance without one holds no
+    /// timer and no channel.
+    probing: Option<Box<Probing>>,
     /// Armed once, for a GPU replica with no readiness signal of its own.
     settle: Option<Pin<Box<Sleep>>>,
     ready: bool,
+}
+
+/// A run's health checks: when the next probe is due, and the one in flight.
+struct Probing {
+    tracker: HealthTracker,
+    timer: Pin<Box<Sleep>>,
+    in_flight: bool,
+    results: (mpsc::Sender<ProbeResult>, mpsc::Receiver<ProbeResult>),
+    reaper: Arc<Reaper>,
+    penv: ProbeEnv,
 }
 
 impl Readiness {
@@ -53,28 +60,25 @@ impl Readiness {
         reaper: Arc<Reaper>,
         penv: ProbeEnv,
     ) -> Self {
-        let tracker = svc
-            .health
-            .as_ref()
-            .map(|c| HealthTracker::new(c, svc.liveness_failures, started));
-        let first_probe = svc
-            .health
-            .as_ref()
-            .map_or(Duration::from_secs(3600), |c| c.start_interval.0);
+        let probing = svc.health.as_ref().map(|c| {
+            Box::new(Probing {
+                tracker: HealthTracker::new(c, svc.liveness_failures, started),
+                timer: Box::pin(tokio::time::sleep(c.start_interval.0)),
+                in_flight: false,
+                results: mpsc::channel(1),
+                reaper,
+                penv,
+            })
+        });
         let settle = (on_gpu && !svc.has_readiness())
             .then(|| Box::pin(tokio::time::sleep(svc.gpu_settle.0)));
         let ready = !svc.has_readiness() && !on_gpu;
         Readiness {
-            tracker,
-            probe_timer: Box::pin(tokio::time::sleep(first_probe)),
-            probe_in_flight: false,
-            probes: mpsc::channel(1),
+            probing,
             settle,
             ready,
             notify,
             svc,
-            reaper,
-            penv,
         }
     }
 
@@ -97,28 +101,34 @@ impl Readiness {
                         return ReadinessEvent::Ready { by_notify: true };
                     }
                 }
-                _ = self.probe_timer.as_mut(), if self.tracker.is_some() && !self.probe_in_flight => {
-                    self.probe_in_flight = true;
-                    let (check, reaper, tx) = (self.svc.health.clone(), self.reaper.clone(), self.probes.0.clone());
-                    let penv = self.penv.clone();
-                    tokio::spawn(async move {
-                        if let Some(check) = check {
-                            let _ = tx.send(health::probe(&check, &reaper, &penv).await).await;
-                        }
-                    });
-                }
-                Some(result) = self.probes.1.recv() => {
-                    self.probe_in_flight = false;
-                    if let Some(event) = self.record(result) {
-                        return event;
+                step = next_probe_step(&mut self.probing) => match step {
+                    ProbeStep::Due => {
+                        let Some(p) = self.probing.as_mut() else { continue };
+                        p.in_flight = true;
+                        let (check, reaper, tx) = (self.svc.health.clone(), p.reaper.clone(), p.results.0.clone());
+                        let penv = p.penv.clone();
+                        tokio::spawn(async move {
+                            if let Some(check) = check {
+                                let _ = tx.send(health::probe(&check, &reaper, &penv).await).await;
+                            }
+                        });
                     }
-                }
+                    ProbeStep::Answered(result) => {
+                        if let Some(p) = self.probing.as_mut() {
+                            p.in_flight = false;
+                        }
+                        if let Some(event) = self.record(result) {
+                            return event;
+                        }
+                    }
+                },
             }
         }
     }
 
     fn record(&mut self, result: ProbeResult) -> Option<ReadinessEvent> {
-        let (tracker, check) = (self.tracker.as_mut()?, self.svc.health.as_ref()?);
+        let (probing, check) = (self.probing.as_mut()?, self.svc.health.as_ref()?);
+        let tracker = &mut probing.tracker;
         let update = tracker.record(Instant::now(), result);
         let health = tracker.state;
         // Probed often while starting, at `interval` once healthy (or ready by READY=1).
@@ -127,7 +137,8 @@ impl Readiness {
         } else {
             check.start_interval.0
         };
-        self.probe_timer
+        probing
+            .timer
             .as_mut()
             .reset(tokio::time::Instant::now() + next);
         match update.changed {
@@ -141,6 +152,25 @@ impl Readiness {
             changed: update.changed,
             restart: update.restart,
         })
+    }
+}
+
+enum ProbeStep {
+    /// The next probe is due (and none is in flight).
+    Due,
+    /// The probe in flight answered.
+    Answered(ProbeResult),
+}
+
+/// What the health checks want next; never resolves without checks.
+async fn next_probe_step(probing: &mut Option<Box<Probing>>) -> ProbeStep {
+    let Some(p) = probing else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = p.timer.as_mut(), if !p.in_flight => ProbeStep::Due,
+        Some(r) = p.results.1.recv() => ProbeStep::Answered(r),
+        else => std::future::pending().await,
     }
 }
 

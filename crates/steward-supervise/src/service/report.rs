@@ -107,7 +107,9 @@ impl Task {
                 run.exec.ended_for(&f);
             }
         }
-        self.set(|s| s.last_finding = Some((f, Instant::now(), std::time::SystemTime::now())));
+        self.set(|s| {
+            s.last_finding = Some(Box::new((f, Instant::now(), std::time::SystemTime::now())))
+        });
         if restart {
             self.end_run(Some(KilledBy::FatalFinding), Then::Decide)
                 .await;

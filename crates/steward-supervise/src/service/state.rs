@@ -26,7 +26,8 @@ pub(crate) struct TaskState {
     /// `explain`'s reading of the last failure.
     pub last_explain: Option<String>,
     /// The latest finding in the running output, and when it was reported.
-    pub last_finding: Option<(steward_explain::LiveFinding, Instant, SystemTime)>,
+    /// Boxed: most instances never have one, and every instance's state is kept twice.
+    pub last_finding: Option<Box<(steward_explain::LiveFinding, Instant, SystemTime)>>,
 }
 
 impl TaskState {
@@ -111,7 +112,7 @@ impl TaskState {
             ready: self.ready,
             waiting_on: self.waiting_on.clone(),
             last_explain: self.last_explain.clone(),
-            last_finding: self.last_finding.as_ref().map(|(f, at, wall)| {
+            last_finding: self.last_finding.as_deref().map(|(f, at, wall)| {
                 steward_api::LastFinding {
                     id: f.id.clone(),
                     category: f.category.clone(),

@@ -70,7 +70,7 @@ pub(super) enum Then {
 }
 
 pub(crate) struct Task {
-    pub(super) inst: Instance,
+    pub(super) inst: Arc<Instance>,
     pub(super) svc: Arc<Service>,
     pub(super) unit: String,
     pub(super) ctx: Arc<SupervisorContext>,
@@ -89,7 +89,7 @@ pub(crate) struct Task {
 
 impl Task {
     pub fn new(
-        inst: Instance,
+        inst: Arc<Instance>,
         svc: Arc<Service>,
         ctx: Arc<SupervisorContext>,
         rx: mpsc::Receiver<Control>,
@@ -115,7 +115,9 @@ impl Task {
     pub async fn run(mut self) {
         loop {
             let input = self.next_input().await;
-            if !self.on(input).await {
+            // Boxed: the handling of one input (a stop, say) is a large future, needed
+            // only while it runs, not held by every idle instance.
+            if !Box::pin(self.on(input)).await {
                 self.explain_the_rest().await;
                 return;
             }
@@ -233,7 +235,8 @@ impl Task {
             }
             Control::KernelFinding(f) => {
                 self.set(|s| {
-                    s.last_finding = Some((f, Instant::now(), std::time::SystemTime::now()))
+                    s.last_finding =
+                        Some(Box::new((*f, Instant::now(), std::time::SystemTime::now())))
                 });
             }
             Control::Waiting(text) => {

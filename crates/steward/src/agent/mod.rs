@@ -55,8 +55,9 @@ pub fn run_foreground(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let config = Arc::new(config);
     let reloader = reload::Reloader {
-        config: Arc::new(config.clone()),
+        config: config.clone(),
         state_dir_flag,
         sysroot: sysroot.map(Path::to_path_buf),
         force,
@@ -95,7 +96,7 @@ impl Made {
 }
 
 async fn agent_main(
-    config: Config,
+    config: Arc<Config>,
     instances: Vec<steward_plan::Instance>,
     until: Until,
     reloader: reload::Reloader,
@@ -159,7 +160,10 @@ async fn agent_main(
     }
     set_own_oom_score_adj();
 
-    let supervisor = match Supervisor::new(ctx.clone(), &config, instances.clone()) {
+    // One copy of each instance, shared by the supervisor, the pipelines and the views.
+    let instances: Arc<[Arc<steward_plan::Instance>]> =
+        instances.into_iter().map(Arc::new).collect();
+    let supervisor = match Supervisor::new(ctx.clone(), &config, &instances) {
         Ok(s) => s,
         Err(e) => {
             made.teardown();
@@ -199,10 +203,10 @@ async fn agent_main(
 
 /// The agent between start and stop.
 struct Running<'a> {
-    config: &'a Config,
+    config: &'a Arc<Config>,
     ctx: &'a Arc<SupervisorContext>,
     supervisor: &'a Arc<Supervisor>,
-    instances: &'a [steward_plan::Instance],
+    instances: &'a Arc<[Arc<steward_plan::Instance>]>,
     until: Until,
     reloader: reload::Reloader,
     basics: AgentBasics,
@@ -249,7 +253,7 @@ impl Running<'_> {
         let http_face = http_listener.map(|l| {
             let view = Arc::new(http::AgentView::new(
                 self.supervisor.clone(),
-                Arc::new(self.config.clone()),
+                self.config.clone(),
                 self.basics.clone(),
                 opened.clone(),
                 gateway_state.clone(),
@@ -260,7 +264,7 @@ impl Running<'_> {
             config: self.config.clone(),
             ctx: self.ctx.clone(),
             supervisor: self.supervisor.clone(),
-            instances: self.instances.to_vec(),
+            instances: self.instances.clone(),
             until_empty: self.until == Until::Drained,
             opened,
         };

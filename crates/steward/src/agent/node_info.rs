@@ -1,11 +1,12 @@
 //! What this agent tells the fleet about itself: its node name, host, pid, version, the
 //! GPUs its plan uses, and its job slots.
 
+use std::sync::Arc;
 use steward_config::Config;
 use steward_plan::Instance;
 use steward_queue::NodeInfo;
 
-pub fn node_info(config: &Config, instances: &[Instance]) -> NodeInfo {
+pub fn node_info(config: &Config, instances: &[Arc<Instance>]) -> NodeInfo {
     let mut gpus: Vec<String> = instances
         .iter()
         .filter_map(|i| i.gpu.as_ref().map(|g| g.uuid.clone()))

@@ -39,10 +39,10 @@ pub async fn open_at_start(config: &Config) -> Result<StoreStart> {
 
 /// What the pipelines need from the agent, owned, for a start that happens later.
 pub struct Owned {
-    pub config: Config,
+    pub config: Arc<Config>,
     pub ctx: Arc<SupervisorContext>,
     pub supervisor: Arc<Supervisor>,
-    pub instances: Vec<steward_plan::Instance>,
+    pub instances: Arc<[Arc<steward_plan::Instance>]>,
     pub until_empty: bool,
     /// Given the queue once it is open, for the HTTP face.
     pub opened: Arc<std::sync::OnceLock<Arc<dyn JobStore>>>,
