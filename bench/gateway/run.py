@@ -16,7 +16,7 @@ Measured:
   * at fixed rates with oha and latency correction (1,000 and 5,000 req/s by default):
     p50, p99, and what each proxy adds to the direct path's.
 
-Usage: bench/gateway/run.py [--seconds 8] [--connections 64] [--rounds 2] [--rates 1000,5000]
+Usage: bench/gateway/run.py [--seconds 8] [--connections 64] [--rounds 2] [--rates 1000,5000] [--steward BIN]
 Needs: apt-get install -y wrk nginx-light; for fixed rates, oha (cargo install oha --locked);
 optionally LiteLLM. Prints markdown tables.
 """
@@ -137,13 +137,16 @@ def main():
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=2, help="alternating saturation rounds")
     ap.add_argument("--rates", default="1000,5000", help="fixed rates (needs oha); empty: none")
+    ap.add_argument("--steward", help="a steward binary to measure instead of this checkout's release build")
     a = ap.parse_args()
     for tool, how in (("wrk", "apt-get install -y wrk"), ("nginx", "apt-get install -y nginx-light")):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             sys.exit(f"install {tool} first: {how}")
     subprocess.run(["cargo", "build", "-q", "--release", "--locked", "-p", "steward-gateway", "--example", "mock_backend"],
                    cwd=ROOT, check=True)
-    subprocess.run(["cargo", "build", "-q", "--release", "--locked"], cwd=ROOT, check=True)
+    if not a.steward:
+        subprocess.run(["cargo", "build", "-q", "--release", "--locked"], cwd=ROOT, check=True)
+    binary = os.path.abspath(a.steward or os.path.join(ROOT, "target/release/steward"))
     work = tempfile.mkdtemp(prefix="bench-gw-")
     bport, gport, nport, lport = free_port(), free_port(), free_port(), free_port()
     procs = []
@@ -152,7 +155,7 @@ def main():
         with open(os.path.join(work, "steward.toml"), "w") as f:
             f.write(f'[gateway]\nlisten = "127.0.0.1:{gport}"\n[[gateway.routes]]\nmodel = "chat"\n'
                     f'backends = [{{ url = "http://127.0.0.1:{bport}" }}]\n')
-        steward = subprocess.Popen([os.path.join(ROOT, "target/release/steward"), "gateway", "-f", "steward.toml"],
+        steward = subprocess.Popen([binary, "gateway", "-f", "steward.toml"],
                                    cwd=work, env={**os.environ, "STEWARD_LOG": "warn"}, stderr=subprocess.DEVNULL)
         procs.append(steward)
         with open(os.path.join(work, "nginx.conf"), "w") as f:

@@ -5,11 +5,14 @@
 
 use crate::responses::{full, sse_error, Body};
 use crate::slots::Slot;
-use crate::state::{GatewayState, RouteState, Upstream};
+use crate::state::{RouteState, Upstream, UpstreamClient};
 use crate::try_error::TryError;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
+
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 use std::time::Duration;
 use steward_config::Backend;
 use steward_net::ChannelBody;
@@ -19,7 +22,8 @@ use tokio::time::Instant;
 /// What every try of one request sends.
 pub(crate) struct Outgoing<'a> {
     pub path: &'a str,
-    pub parsed: &'a serde_json::Value,
+    /// The request's `model`, as the client named it.
+    pub model: &'a str,
     pub body: &'a Bytes,
     pub stream: bool,
     pub received: Instant,
@@ -35,7 +39,7 @@ fn has_data_event(chunk: &[u8]) -> bool {
 }
 
 pub(crate) async fn try_backend(
-    state: &GatewayState,
+    client: &UpstreamClient,
     rs: &RouteState,
     backend: &Backend,
     up: &Upstream,
@@ -43,20 +47,25 @@ pub(crate) async fn try_backend(
     slot: Slot,
 ) -> Result<Response<Body>, TryError> {
     let bytes = match &backend.model {
+        // Renaming the model is the one case that needs the body as a tree.
         Some(m) => {
-            let mut v = out.parsed.clone();
+            let mut v: serde_json::Value = serde_json::from_slice(out.body)
+                .map_err(|e| TryError::Send(format!("the body cannot be rewritten: {e}")))?;
             v["model"] = serde_json::Value::String(m.clone());
             Bytes::from(v.to_string())
         }
         None => out.body.clone(),
     };
-    let req = Request::post(format!("{}{}", backend.url, out.path))
-        .header("content-type", "application/json")
+    let uri = up
+        .uri(out.path)
+        .ok_or_else(|| TryError::Send(format!("{}{} is not a URI", backend.url, out.path)))?;
+    let req = Request::post(uri)
+        .header(CONTENT_TYPE, APPLICATION_JSON)
         .body(Full::new(bytes))
         .map_err(|e| TryError::Send(e.to_string()))?;
     let first_byte = backend.timeouts.first_byte.0;
     let head_by = out.deadline.min(Instant::now() + first_byte);
-    let resp = match tokio::time::timeout_at(head_by, state.client.request(req)).await {
+    let resp = match tokio::time::timeout_at(head_by, client.request(req)).await {
         Err(_) => return Err(TryError::HeadTimeout(first_byte)),
         Ok(Err(e)) => return Err(TryError::from_client(&e, backend.timeouts.connect.0)),
         Ok(Ok(r)) => r,
@@ -109,12 +118,7 @@ pub(crate) async fn try_backend(
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let idle = backend.timeouts.idle.0;
     let (name, stream, deadline) = (backend.name.clone(), out.stream, out.deadline);
-    let model = out
-        .parsed
-        .get("model")
-        .and_then(|m| m.as_str())
-        .unwrap_or("?")
-        .to_string();
+    let model = out.model.to_string();
     let (received, total) = (out.received, rs.metrics.total.clone());
     tokio::spawn(async move {
         let _slot = slot; // held until the body has been passed on
@@ -185,7 +189,9 @@ async fn whole_json(
     slot: Slot,
 ) -> Result<Response<Body>, TryError> {
     let idle = backend.timeouts.idle.0;
-    let mut bytes = Vec::new();
+    // The chunks as they came: most answers are one, passed on without a copy.
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0;
     loop {
         let by = out.deadline.min(Instant::now() + idle);
         match tokio::time::timeout_at(by, upstream.frame()).await {
@@ -194,15 +200,21 @@ async fn whole_json(
             Ok(Some(Err(e))) => return Err(TryError::Broken(steward_net::one_line(&e))),
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
-                    if bytes.len() + data.len() > MAX_ANSWER {
+                    len += data.len();
+                    if len > MAX_ANSWER {
                         return Err(TryError::TooLarge(MAX_ANSWER));
                     }
-                    bytes.extend_from_slice(&data);
+                    chunks.push(data);
                 }
             }
         }
     }
     drop(slot);
+    let bytes = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => Bytes::from(chunks.concat()),
+    };
     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
         let start = String::from_utf8_lossy(&bytes[..bytes.len().min(80)]).into_owned();
         return Err(TryError::NotJson {

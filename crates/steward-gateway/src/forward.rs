@@ -8,7 +8,7 @@ use crate::balance::{self, Candidate};
 use crate::health::Admit;
 use crate::responses::{error, Body};
 use crate::slots::Waiting;
-use crate::state::{GatewayState, RouteState};
+use crate::state::{GatewayState, RouteState, UpstreamClient};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use std::time::Duration;
@@ -75,8 +75,43 @@ fn round_backoff(base: Duration, round: u32) -> Duration {
     backoff.delay(round.saturating_sub(1), fastrand::f64())
 }
 
+/// What the gateway reads of a request's body: the route's key and whether it streams.
+/// The rest is checked to be JSON on the way, but never built into a tree.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(borrow, default)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<serde_json::Value>,
+}
+
+impl Head<'_> {
+    /// A `stream` that is not `true` (absent, false, or not a boolean) is no stream.
+    fn streams(&self) -> bool {
+        self.stream
+            .as_ref()
+            .and_then(|s| s.as_bool())
+            .unwrap_or(false)
+    }
+}
+
+/// 400 for a body the fast read refused, saying why: not JSON, no `model`, or a `model`
+/// that is not a string. Only refusals pay for reading the body a second time.
+fn refusal(body: &[u8]) -> Response<Body> {
+    let why = match serde_json::from_slice::<serde_json::Value>(body) {
+        Err(e) => format!("the body is not JSON: {e}"),
+        Ok(v) => match v.get("model") {
+            None => "the body has no \"model\"".to_string(),
+            Some(m) if !m.is_string() => format!("the body's \"model\" is not a string: {m}"),
+            Some(_) => "the body is not an object with a \"model\" string".to_string(),
+        },
+    };
+    error(StatusCode::BAD_REQUEST, "invalid_request_error", why)
+}
+
 pub(crate) async fn forward(
     state: &GatewayState,
+    client: &UpstreamClient,
     req: Request<Incoming>,
     path: &str,
     received: Instant,
@@ -109,24 +144,13 @@ pub(crate) async fn forward(
         }
         Err(e) => return error(e.status(), "invalid_request_error", e.to_string()),
     };
-    let parsed: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                format!("the body is not JSON: {e}"),
-            )
+    let (model, stream) = match serde_json::from_slice::<Head>(&body) {
+        Ok(head @ Head { model: Some(_), .. }) => {
+            let stream = head.streams();
+            (head.model.unwrap_or_default(), stream)
         }
+        _ => return refusal(&body),
     };
-    let Some(model) = parsed.get("model").and_then(|m| m.as_str()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "the body has no \"model\"",
-        );
-    };
-    let model = model.to_string();
     let Some(ri) = state.cfg.routes.iter().position(|r| r.model == model) else {
         let known: Vec<&str> = state.cfg.routes.iter().map(|r| r.model.as_str()).collect();
         return error(
@@ -139,15 +163,11 @@ pub(crate) async fn forward(
         );
     };
     let (route, rs) = (&state.cfg.routes[ri], &state.routes[ri]);
-    let stream = parsed
-        .get("stream")
-        .and_then(|s| s.as_bool())
-        .unwrap_or(false);
     let deadline = received + route.total();
     let queue_by = (received + route.queue_timeout.0).min(deadline);
     let out = Outgoing {
         path,
-        parsed: &parsed,
+        model: &model,
         body: &body,
         stream,
         received,
@@ -169,8 +189,6 @@ pub(crate) async fn forward(
         }
         // Armed before the backends are looked at, so a slot freed meanwhile is not missed.
         let freed = state.slot_freed.notified();
-        tokio::pin!(freed);
-        freed.as_mut().enable();
         // Backends known to hang are left out (each try would cost a full timeout), but
         // for one trial request per cooldown.
         let mut admitted = Vec::new();
@@ -217,7 +235,7 @@ pub(crate) async fn forward(
             attempts += 1;
             tried = true;
             let began = Instant::now();
-            match try_backend(state, rs, backend, up, &out, slot).await {
+            match try_backend(client, rs, backend, up, &out, slot).await {
                 Ok(resp) => {
                     up.health.success();
                     bm.ok.inc();
@@ -258,15 +276,29 @@ pub(crate) async fn forward(
         }
         if !tried {
             // Every backend is full: wait in the route's queue for a slot, then look again.
-            let Some(_place) =
-                Waiting::enter(&rs.waiting, &rs.metrics.queue_depth, route.max_queue)
-            else {
+            let Some(_place) = Waiting::enter(
+                &rs.waiting,
+                &rs.metrics.queue_depth,
+                route.max_queue,
+                &state.slot_freed,
+            ) else {
                 return overloaded(
                     route,
                     rs,
                     &format!("{} requests already wait", route.max_queue),
                 );
             };
+            // The second look: a slot freed before this request was counted as waiting
+            // woke nobody.
+            let room = admitted.iter().any(|&bi| {
+                rs.backends[bi]
+                    .0
+                    .in_flight
+                    .has_room(route.backends[bi].max_concurrency)
+            });
+            if room {
+                continue;
+            }
             let began = Instant::now();
             tokio::select! {
                 _ = freed => {}

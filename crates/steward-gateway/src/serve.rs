@@ -1,5 +1,7 @@
-//! The gateway's listener: steward's one server loop, with the gateway's limits on request
-//! heads, and its probes running beside it until shutdown.
+//! The gateway's listeners. Requests are served nginx's way: one thread per CPU, each with
+//! a single-threaded runtime that accepts on the shared socket and serves its connections
+//! whole, with its own pool of connections to the backends, so that a request never hops
+//! between threads. Probes run beside them, on the caller's runtime, until shutdown.
 
 use crate::edge::{handle, metrics, MAX_HEAD};
 use crate::probe::{probe_loop, PROBE_EVERY};
@@ -7,7 +9,7 @@ use crate::state::GatewayState;
 use std::sync::Arc;
 use steward_net::ServerOptions;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// Serves until `shutdown` turns true, then drains the connections still open.
 pub async fn serve(
@@ -23,12 +25,61 @@ pub async fn serve(
         max_head: MAX_HEAD,
         ..ServerOptions::default()
     };
-    steward_net::serve(listener, options, shutdown, move |req| {
-        let state = state.clone();
-        async move { handle(&state, req).await }
-    })
-    .await;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut done = Vec::new();
+    match listener.into_std() {
+        Ok(shared) => {
+            for i in 0..threads {
+                let (tx, rx) = oneshot::channel::<()>();
+                let started = shared.try_clone().and_then(|l| {
+                    let (state, shutdown) = (state.clone(), shutdown.clone());
+                    std::thread::Builder::new()
+                        .name(format!("gateway-{i}"))
+                        .spawn(move || {
+                            serve_on_this_thread(l, state, options, shutdown);
+                            let _ = tx.send(());
+                        })
+                });
+                match started {
+                    Ok(_) => done.push(rx),
+                    Err(e) => tracing::warn!("gateway: cannot start serving thread {i}: {e}"),
+                }
+            }
+        }
+        Err(e) => tracing::warn!("gateway: cannot share its listener: {e}"),
+    }
+    for rx in done {
+        let _ = rx.await;
+    }
     let _ = probes.await;
+}
+
+/// One serving thread: its runtime, its client to the backends, its accept loop.
+fn serve_on_this_thread(
+    listener: std::net::TcpListener,
+    state: Arc<GatewayState>,
+    options: ServerOptions,
+    shutdown: watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return tracing::warn!("gateway: cannot start a serving runtime: {e}"),
+    };
+    runtime.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => return tracing::warn!("gateway: cannot listen on this thread: {e}"),
+        };
+        let client = state.new_client();
+        steward_net::serve(listener, options, shutdown, move |req| {
+            let (state, client) = (state.clone(), client.clone());
+            async move { handle(&state, &client, req).await }
+        })
+        .await;
+    });
 }
 
 /// `/metrics` alone, without an API key, on `metrics_listen`: for a scraper on another

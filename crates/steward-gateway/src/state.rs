@@ -7,7 +7,7 @@ use crate::health::Health;
 use crate::metrics::{BackendMetrics, Metrics, RouteMetrics, UrlMetrics};
 use crate::recent::Recent;
 use crate::services::ServiceStates;
-use crate::slots::InFlight;
+use crate::slots::{InFlight, SlotFreed};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -16,11 +16,22 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use steward_config::Gateway;
-use tokio::sync::Notify;
+
+/// The HTTP client the gateway reaches its backends with.
+pub(crate) type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
+
+fn client(connect_timeout: Option<std::time::Duration>) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(connect_timeout);
+    connector.set_nodelay(true);
+    Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector)
+}
 
 /// One backend URL, shared by every route that names it: its health and its load.
 pub(crate) struct Upstream {
     pub url: String,
+    /// The URI of each endpoint the gateway forwards, parsed once.
+    uris: Vec<(&'static str, hyper::Uri)>,
     pub service: Option<String>,
     /// What the probe asks for; `None`: no probe.
     pub health_path: Option<String>,
@@ -37,14 +48,26 @@ pub(crate) struct RouteState {
     pub backends: Vec<(Arc<Upstream>, BackendMetrics)>,
 }
 
+impl Upstream {
+    /// The URI of `path` (one of the endpoints the gateway forwards) on this backend.
+    pub fn uri(&self, path: &str) -> Option<hyper::Uri> {
+        self.uris
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, uri)| uri.clone())
+    }
+}
+
 /// The gateway's configuration and its live state.
 pub struct GatewayState {
     pub(crate) cfg: Gateway,
-    pub(crate) client: Client<HttpConnector, Full<Bytes>>,
+    /// For the probes; each serving thread has a client (and a pool) of its own.
+    pub(crate) client: UpstreamClient,
+    connect_timeout: Option<std::time::Duration>,
     pub(crate) upstreams: Vec<Arc<Upstream>>,
     pub(crate) routes: Vec<RouteState>,
     /// Notified whenever any slot is freed: wakes the requests waiting in a route's queue.
-    pub(crate) slot_freed: Arc<Notify>,
+    pub(crate) slot_freed: Arc<SlotFreed>,
     pub(crate) budget: RetryBudget,
     pub(crate) metrics: Metrics,
     pub(crate) services: Option<Arc<dyn ServiceStates>>,
@@ -62,18 +85,20 @@ impl GatewayState {
         Self::build(cfg, Some(services))
     }
 
+    /// A client to the backends with its own connection pool, for one serving thread.
+    pub(crate) fn new_client(&self) -> UpstreamClient {
+        client(self.connect_timeout)
+    }
+
     fn build(cfg: Gateway, services: Option<Arc<dyn ServiceStates>>) -> Arc<Self> {
-        let mut connector = HttpConnector::new();
         // The shortest connect timeout of any backend; per-backend ones are applied per try.
-        let connect = cfg
+        let connect_timeout = cfg
             .routes
             .iter()
             .flat_map(|r| &r.backends)
             .map(|b| b.timeouts.connect.0)
             .min();
-        connector.set_connect_timeout(connect);
-        connector.set_nodelay(true);
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+        let client = client(connect_timeout);
         let metrics = Metrics::new();
         let mut by_url: HashMap<String, Arc<Upstream>> = HashMap::new();
         let mut upstreams = Vec::new();
@@ -94,6 +119,12 @@ impl GatewayState {
                                 let m = metrics.url(&b.url);
                                 m.up.set(1);
                                 let u = Arc::new(Upstream {
+                                    uris: crate::edge::COMPLETIONS
+                                        .iter()
+                                        .filter_map(|p| {
+                                            Some((*p, format!("{}{p}", b.url).parse().ok()?))
+                                        })
+                                        .collect(),
                                     url: b.url.clone(),
                                     service: b.service.clone(),
                                     health_path: b.health_path.clone(),
@@ -115,9 +146,10 @@ impl GatewayState {
             budget: RetryBudget::new(b.ratio, b.min_retries, b.window.0),
             cfg,
             client,
+            connect_timeout,
             upstreams,
             routes,
-            slot_freed: Arc::new(Notify::new()),
+            slot_freed: Arc::default(),
             metrics,
             services,
         })

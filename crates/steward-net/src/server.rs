@@ -20,9 +20,10 @@ pub struct ServerOptions {
     pub header_read_timeout: Duration,
     /// The largest request head read; a longer one is refused with 431.
     pub max_head: usize,
-    /// The most header fields parsed. The handler sees up to this many, so it can answer a
-    /// request with too many in its own words (hyper alone answers 431 with no body).
-    pub max_headers: usize,
+    /// The most header fields parsed; more are answered 431 (by hyper, without a body).
+    /// `None`: hyper's own 100, the only setting that costs nothing per request (any other
+    /// makes hyper fill a header array of that size for every request).
+    pub max_headers: Option<usize>,
     /// How long connections get to finish on shutdown.
     pub drain: Duration,
 }
@@ -32,7 +33,7 @@ impl Default for ServerOptions {
         ServerOptions {
             header_read_timeout: Duration::from_secs(10),
             max_head: 64 * 1024,
-            max_headers: 1000,
+            max_headers: None,
             drain: Duration::from_secs(5),
         }
     }
@@ -102,12 +103,15 @@ pub async fn serve<H, F, B>(
             let response = handle(req);
             async move { Ok::<_, Infallible>(response.await) }
         });
-        let conn = hyper::server::conn::http1::Builder::new()
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
             .timer(TokioTimer::new())
             .header_read_timeout(options.header_read_timeout)
-            .max_buf_size(options.max_head.max(8192))
-            .max_headers(options.max_headers)
-            .serve_connection(TokioIo::new(stream), service);
+            .max_buf_size(options.max_head.max(8192));
+        if let Some(n) = options.max_headers {
+            builder.max_headers(n);
+        }
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;

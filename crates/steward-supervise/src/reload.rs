@@ -88,7 +88,11 @@ mod tests {
 
     fn side<'a>(c: &'a steward_config::Config, i: &'a [Instance]) -> Side<'a> {
         Side {
-            services: c.services.iter().map(|(k, v)| (k.as_str(), v.as_ref())).collect(),
+            services: c
+                .services
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_ref()))
+                .collect(),
             instances: i.iter().collect(),
         }
     }

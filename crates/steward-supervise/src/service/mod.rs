@@ -12,4 +12,3 @@ mod task;
 pub(crate) use messages::Control;
 pub(crate) use state::TaskState;
 pub(crate) use task::Task;
-
