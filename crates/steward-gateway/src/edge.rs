@@ -4,16 +4,13 @@
 
 use crate::forward::forward;
 use crate::responses::{error, full, json, Body};
-use crate::state::{GatewayState, UpstreamClient};
+use crate::state::{GatewayState, UpstreamClient, COMPLETIONS};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::time::Instant;
 
 /// The largest request head (line and headers) accepted.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
-
-pub(crate) const COMPLETIONS: [&str; 3] =
-    ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
 
 pub(crate) async fn handle(
     state: &GatewayState,

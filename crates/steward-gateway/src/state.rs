@@ -17,6 +17,10 @@ use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use steward_config::Gateway;
 
+/// The endpoints the gateway forwards to a backend.
+pub(crate) const COMPLETIONS: [&str; 3] =
+    ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"];
+
 /// The HTTP client the gateway reaches its backends with.
 pub(crate) type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -119,7 +123,7 @@ impl GatewayState {
                                 let m = metrics.url(&b.url);
                                 m.up.set(1);
                                 let u = Arc::new(Upstream {
-                                    uris: crate::edge::COMPLETIONS
+                                    uris: COMPLETIONS
                                         .iter()
                                         .filter_map(|p| {
                                             Some((*p, format!("{}{p}", b.url).parse().ok()?))

@@ -190,24 +190,17 @@ impl Execution {
             }
         };
         let unit = format!("{}/{}", ctx.agent_id, spec.name);
-        let mut cmd = match spawn::build(
-            svc,
-            spec.argv,
-            spec.cpus,
-            spec.env,
-            &unit,
-            cgroup.as_ref(),
-            write_end,
-        ) {
-            Ok(c) => c,
-            Err(reason) => {
-                remove_group(&cgroup);
-                return Err(SpawnError::permanent(reason));
-            }
-        };
-        let spawned = ctx.reaper.spawn(&mut cmd);
-        // Our copies of the pipe's write end must close, or the log never sees EOF.
-        drop(cmd);
+        let prepared =
+            match spawn::prepare(svc, spec.argv, spec.cpus, spec.env, &unit, cgroup.as_ref()) {
+                Ok(p) => p,
+                Err(reason) => {
+                    remove_group(&cgroup);
+                    return Err(SpawnError::permanent(reason));
+                }
+            };
+        // The launch owns the pipe's write end and closes it once the child has it, or
+        // the log would never see its end.
+        let spawned = ctx.reaper.launch(|| prepared.launch(write_end).start());
         let (pid, exit) = match spawned {
             Ok(x) => x,
             Err(e) => {

@@ -17,6 +17,7 @@ mod handle;
 pub mod health;
 mod job;
 pub mod kmsg;
+mod launch;
 pub mod leftovers;
 mod notify;
 pub mod output;

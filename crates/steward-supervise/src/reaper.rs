@@ -69,6 +69,19 @@ impl Reaper {
         Ok((pid, rx))
     }
 
+    /// Starts a process with `start` (which returns its pid once it runs) and returns a
+    /// receiver for its exit. No exit is reaped before its waiter is registered.
+    pub(crate) fn launch(
+        &self,
+        start: impl FnOnce() -> io::Result<i32>,
+    ) -> io::Result<(i32, oneshot::Receiver<Reaped>)> {
+        let mut waiters = self.lock();
+        let pid = start()?;
+        let (tx, rx) = oneshot::channel();
+        waiters.by_pid.insert(pid, tx);
+        Ok((pid, rx))
+    }
+
     /// Orphans (processes steward did not spawn directly) reaped so far.
     pub fn orphans_reaped(&self) -> u64 {
         self.orphans_reaped.load(Ordering::Relaxed)

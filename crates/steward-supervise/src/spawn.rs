@@ -1,17 +1,17 @@
-//! Turns a service into a `std::process::Command` that applies every limit between `fork`
-//! and `exec`: its own process group, `RLIMIT_CORE`, `oom_score_adj`, CPU affinity and the
-//! cgroup, so the program never runs a single instruction outside them.
+//! Turns a service into a [`Launch`]: a program, its arguments and environment, and every
+//! limit applied between the clone and `exec` (its own process group, `RLIMIT_CORE`,
+//! `oom_score_adj`, CPU affinity and the cgroup), so the program never runs a single
+//! instruction outside them.
 
 use crate::cgroup::ServiceCgroup;
+use crate::launch::{BeforeExec, Launch};
 use crate::procfs::MARKER_VAR;
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use steward_config::{escaped_os, Service};
 
 /// Checks that the service's program and working directory exist, before anything starts.
@@ -42,39 +42,78 @@ fn path_var(svc: &Service) -> String {
         .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
 }
 
-/// Builds the command that runs `argv` with `svc`'s limits. Errors are written for the
-/// person reading `ps`.
-pub fn build(
+/// What runs, prepared for [`Launch`]: the program found, the strings made C strings, and
+/// the limits to apply before `exec`.
+pub(crate) struct Prepared {
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+    setup: ChildSetup,
+    /// A cgroup v2 group to create the process in.
+    into_cgroup: Option<CString>,
+}
+
+impl Prepared {
+    /// The launch of this, writing its output to `output`.
+    pub fn launch(&self, output: OwnedFd) -> Launch<'_> {
+        Launch {
+            program: self.program.clone(),
+            argv: self.argv.clone(),
+            envp: self.envp.clone(),
+            cwd: self.cwd.clone(),
+            output,
+            before_exec: &self.setup,
+            into_cgroup: self.into_cgroup.clone(),
+        }
+    }
+}
+
+/// Prepares `argv` to run with `svc`'s limits, in the agent's environment with `env` and
+/// the unit's marker added. Errors are written for the person reading `ps`.
+pub(crate) fn prepare(
     svc: &Service,
     argv: &[OsString],
     cpus: Option<&[usize]>,
     env: &BTreeMap<String, String>,
     unit: &str,
     cgroup: Option<&ServiceCgroup>,
-    output: OwnedFd,
-) -> Result<Command, String> {
+) -> Result<Prepared, String> {
     check_cwd(&svc.cwd)?;
     let program = resolve_program(&argv[0], &svc.cwd, &path_var(svc))?;
-
-    let mut cmd = Command::new(&program);
-    cmd.args(&argv[1..])
-        .current_dir(&svc.cwd)
-        .envs(env)
-        .env(MARKER_VAR, unit)
-        .stdin(Stdio::null())
-        .process_group(0);
-    let stderr = output
-        .try_clone()
-        .map_err(|e| format!("cannot duplicate the log pipe: {e}"))?;
-    cmd.stdout(Stdio::from(output)).stderr(Stdio::from(stderr));
-
-    let setup = ChildSetup::new(svc, cpus, cgroup)?;
-    // SAFETY: the closure only makes async-signal-safe system calls on data prepared above;
-    // it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || setup.apply());
-    }
-    Ok(cmd)
+    let nul = |what: &str| format!("{what} holds a NUL byte, which no program can be given");
+    let c = |s: &OsStr, what: &str| CString::new(s.as_bytes()).map_err(|_| nul(what));
+    let mut vars: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+    vars.extend(env.iter().map(|(k, v)| (k.into(), v.into())));
+    vars.insert(MARKER_VAR.into(), unit.into());
+    let envp = vars
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).map_err(|_| {
+                nul(&format!(
+                    "the environment variable {}",
+                    k.to_string_lossy()
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Prepared {
+        program: c(program.as_os_str(), "the program's path")?,
+        argv: argv
+            .iter()
+            .map(|a| c(a, "an argument"))
+            .collect::<Result<_, _>>()?,
+        envp,
+        cwd: c(svc.cwd.as_os_str(), "the working directory")?,
+        setup: ChildSetup::new(svc, cpus, cgroup)?,
+        into_cgroup: cgroup
+            .and_then(ServiceCgroup::unified_dir)
+            .map(|d| c(d.as_os_str(), "the cgroup's path"))
+            .transpose()?,
+    })
 }
 
 /// Finds the program the way `execvp` would, so a typo is reported by name and not as a
@@ -154,11 +193,16 @@ impl ChildSetup {
         })
     }
 
-    /// Runs in the child between fork and exec; stderr is already the service's log.
-    fn apply(&self) -> std::io::Result<()> {
-        for procs in &self.cgroup_procs {
-            write_path(procs, b"0")
-                .map_err(|e| report("steward: cannot join the service's cgroup", e))?;
+}
+
+impl BeforeExec for ChildSetup {
+    /// Runs in the child between the clone and exec; stderr is already the service's log.
+    fn apply(&self, in_group: bool) -> std::io::Result<()> {
+        if !in_group {
+            for procs in &self.cgroup_procs {
+                write_path(procs, b"0")
+                    .map_err(|e| report("steward: cannot join the service's cgroup", e))?;
+            }
         }
         let core = if self.core_dumps {
             // Raise the soft limit to the hard one.

@@ -29,6 +29,13 @@ impl ServiceCgroup {
         &self.dirs[0]
     }
 
+    /// The group's one folder when it is a cgroup v2 group, which a process can be created
+    /// in (`CLONE_INTO_CGROUP`).
+    pub fn unified_dir(&self) -> Option<&Path> {
+        (self.version == Some(Enforcement::CgroupV2) && self.dirs.len() == 1)
+            .then(|| self.dir())
+    }
+
     /// OOM kills counted in this group.
     pub fn oom_kills(&self) -> u64 {
         let file = match self.version {
