@@ -1,7 +1,7 @@
 //! Watching a running process's output: each complete line goes through the catalogue as
 //! it is written, and a cause (or a fatal signature) that fires is reported, rate-limited
 //! per signature: the first at once, then one summary a minute while it repeats. Memory is
-//! bounded by one partial line and one counter per signature, whatever the output.
+//! bounded by one partial line and one counter per signature that fired, whatever the output.
 
 use crate::catalogue::{catalogue, Catalogue};
 use crate::line::{normalise, MAX_LINE};

@@ -149,7 +149,10 @@ impl Launch<'_> {
             if pid < 0 {
                 let e = io::Error::last_os_error().raw_os_error();
                 // An older kernel: the shared-memory way, joining the group by writing.
-                if !matches!(e, Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EOPNOTSUPP)) {
+                if !matches!(
+                    e,
+                    Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EOPNOTSUPP)
+                ) {
                     return Err(io::Error::last_os_error());
                 }
                 data.in_group = false;
@@ -403,7 +406,12 @@ mod tests {
             return;
         }
         let dir = c(group.to_str().unwrap());
-        let got = run_in("/bin/sh", &["sh", "-c", "grep '^0::' /proc/self/cgroup"], "/", Some(dir));
+        let got = run_in(
+            "/bin/sh",
+            &["sh", "-c", "grep '^0::' /proc/self/cgroup"],
+            "/",
+            Some(dir),
+        );
         let _ = std::fs::remove_dir(&group);
         let (code, out) = got.unwrap();
         assert_eq!(code, 0, "{out}");

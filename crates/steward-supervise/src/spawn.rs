@@ -92,12 +92,8 @@ pub(crate) fn prepare(
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');
             kv.extend_from_slice(v.as_bytes());
-            CString::new(kv).map_err(|_| {
-                nul(&format!(
-                    "the environment variable {}",
-                    k.to_string_lossy()
-                ))
-            })
+            CString::new(kv)
+                .map_err(|_| nul(&format!("the environment variable {}", k.to_string_lossy())))
         })
         .collect::<Result<_, _>>()?;
     Ok(Prepared {
@@ -192,7 +188,6 @@ impl ChildSetup {
             cgroup_procs,
         })
     }
-
 }
 
 impl BeforeExec for ChildSetup {

@@ -32,8 +32,7 @@ impl ServiceCgroup {
     /// The group's one folder when it is a cgroup v2 group, which a process can be created
     /// in (`CLONE_INTO_CGROUP`).
     pub fn unified_dir(&self) -> Option<&Path> {
-        (self.version == Some(Enforcement::CgroupV2) && self.dirs.len() == 1)
-            .then(|| self.dir())
+        (self.version == Some(Enforcement::CgroupV2) && self.dirs.len() == 1).then(|| self.dir())
     }
 
     /// OOM kills counted in this group.

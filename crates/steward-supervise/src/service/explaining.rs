@@ -17,7 +17,13 @@ pub(super) struct Explaining {
     /// Which exit of the instance it was (1, 2, …), so that a late answer does not replace
     /// the reading of a newer exit in `ps`.
     pub exit_number: u64,
-    job: JoinHandle<Option<String>>,
+    job: Job,
+}
+
+/// A reading, waiting to be started (once the restart is under way) or running.
+enum Job {
+    Waiting(Box<dyn FnOnce() -> Option<String> + Send>),
+    Running(JoinHandle<Option<String>>),
 }
 
 /// An exit event with its explanation in it.
@@ -33,8 +39,10 @@ pub(super) struct Explained {
 pub(super) struct Pending(VecDeque<Explaining>);
 
 impl Pending {
-    /// Explains one exit on the blocking pool with `read`.
-    pub fn start(
+    /// Queues one exit to be explained with `read`, on the blocking pool once
+    /// [`Self::start_waiting`] is called: after the restart, so that not even starting a
+    /// thread for it comes first.
+    pub fn push(
         &mut self,
         event: EventKind,
         at: SystemTime,
@@ -45,8 +53,22 @@ impl Pending {
             event,
             at,
             exit_number,
-            job: tokio::task::spawn_blocking(read),
+            job: Job::Waiting(Box::new(read)),
         });
+    }
+
+    /// Starts every queued reading.
+    pub fn start_waiting(&mut self) {
+        for e in &mut self.0 {
+            if let Job::Waiting(_) = e.job {
+                let Job::Waiting(read) =
+                    std::mem::replace(&mut e.job, Job::Waiting(Box::new(|| None)))
+                else {
+                    continue;
+                };
+                e.job = Job::Running(tokio::task::spawn_blocking(read));
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -56,11 +78,15 @@ impl Pending {
     /// The oldest exit, once its explanation is ready; pending while there is none.
     /// Cancel-safe: the job stays queued until it has answered.
     pub async fn next(&mut self) -> Explained {
+        self.start_waiting();
         let Some(front) = self.0.front_mut() else {
             return std::future::pending().await;
         };
+        let Job::Running(job) = &mut front.job else {
+            return std::future::pending().await;
+        };
         // A panic in the explanation loses the reading, never the exit's event.
-        let explain = (&mut front.job).await.ok().flatten();
+        let explain = job.await.ok().flatten();
         let Some(Explaining {
             mut event,
             at,

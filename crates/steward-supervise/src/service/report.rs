@@ -45,12 +45,12 @@ impl Task {
         let at = SystemTime::now();
         if ended.class.is_failure() && ended.class != ExitClass::Stopped {
             let read = self.reading_of(ended);
-            self.explaining.start(event, at, self.exits, read);
+            self.explaining.push(event, at, self.exits, read);
         } else if self.explaining.is_empty() {
             self.emit(event);
         } else {
             // Behind the exits still being explained, so that exits are written in order.
-            self.explaining.start(event, at, self.exits, || None);
+            self.explaining.push(event, at, self.exits, || None);
         }
     }
 

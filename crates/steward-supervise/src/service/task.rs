@@ -486,6 +486,8 @@ impl Task {
                 self.begin();
             }
         }
+        // The restart is under way: now the exit's reading may start beside it.
+        self.explaining.start_waiting();
     }
 
     /// After an exit on its own: restart by policy, after a backoff, or stay down.
