@@ -230,6 +230,32 @@ pub enum Command {
         #[arg(long, value_name = "T")]
         since: Option<String>,
     },
+    /// Read docker compose files and write the equivalent steward.toml: each key with a
+    /// comment saying where it came from, and a report (on stderr) of every decision,
+    /// what steward does better and what it cannot take over.
+    Import {
+        /// Compose files, read in order (later ones override earlier ones, as `docker
+        /// compose -f a -f b` does). Default: compose.yaml (or docker-compose.yml) here, with
+        /// its override file.
+        files: Vec<PathBuf>,
+        /// Write the steward.toml here instead of to standard output (refused if the file
+        /// exists, unless --force).
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Overwrite the --output file if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Print the report as JSON on standard output (the TOML then needs --output).
+        #[arg(long)]
+        json: bool,
+        /// Fail when anything cannot be taken over (ports, volumes, networks, …).
+        #[arg(long)]
+        strict: bool,
+        /// Keep services written once per GPU and worker as they are, instead of making one
+        /// service with gpus and replicas_per_gpu.
+        #[arg(long)]
+        no_collapse: bool,
+    },
     /// Check a config file.
     Config {
         #[command(flatten)]
@@ -438,6 +464,8 @@ impl Cli {
                     node.file.clone_from(&file);
                 }
             }
+            // It reads compose files, named on its own command line.
+            Command::Import { .. } => {}
         }
         command
     }

@@ -166,6 +166,23 @@ pub fn run(command: Command) -> Result<ExitCode> {
             };
             return crate::explain_cmd::run(&sources, json, top as usize, since.as_deref());
         }
+        Command::Import {
+            files,
+            output,
+            force,
+            json,
+            strict,
+            no_collapse,
+        } => {
+            let options = crate::import_cmd::ImportOptions {
+                output,
+                force,
+                json,
+                strict,
+                collapse: !no_collapse,
+            };
+            return crate::import_cmd::run(&files, &options);
+        }
         Command::Config {
             target,
             command:

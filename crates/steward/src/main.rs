@@ -7,6 +7,7 @@ mod commands;
 mod explain_cmd;
 mod explain_service;
 mod fmt;
+mod import_cmd;
 mod node;
 mod nodes_cmd;
 mod progress_bar;
