@@ -12,11 +12,14 @@ pub mod compose;
 pub mod draft;
 pub mod emit;
 pub mod error;
+pub mod gpus;
 pub mod health;
 pub mod interpolate;
+pub mod limits;
 pub mod map;
 pub mod report;
 pub mod units;
+pub mod unmapped;
 pub mod yaml;
 
 pub use error::ImportError;

@@ -3,67 +3,16 @@
 //! out, with why and what to do instead.
 
 use crate::compose::as_mapping;
-use crate::draft::{array, inline, string, Condition, Draft, Gpus};
+use crate::draft::{array, inline, string, Condition, Draft};
+use crate::gpus::gpus;
 use crate::health::healthcheck;
+use crate::limits::{memory, pids, ulimits};
 use crate::report::{Report, What};
 use crate::units::{duration, size};
+use crate::unmapped::NOT_FOR_HOST;
 use crate::yaml::{Kind, Node};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// Keys that do not apply to a host process, with what to do instead.
-const NOT_FOR_HOST: &[(&str, &str)] = &[
-    ("ports", "a host process listens on its own port directly; no mapping is needed (check the program's listen address)"),
-    ("expose", "a host process's ports are reachable as they are; nothing to expose"),
-    ("volumes", "a host process sees the host's files: point its paths at the bind-mount sources"),
-    ("networks", "host processes share the host's network; reach other services on 127.0.0.1 and their ports"),
-    ("network_mode", "host processes use the host's network"),
-    ("secrets", "steward has no secret store: give the value in `env` from the environment steward starts with, or a file the program reads"),
-    ("configs", "give the program the file from the host"),
-    ("profiles", "steward starts every service in the file: leave out (or comment out) those you do not want"),
-    ("privileged", "the process runs as steward's user, with its privileges; there is no container to widen"),
-    ("cap_add", "the process runs as steward's user, with its capabilities; there is no container to widen"),
-    ("cap_drop", "steward does not drop capabilities"),
-    ("security_opt", "steward does not apply security profiles"),
-    ("devices", "host processes see the host's devices; GPUs are steward's `gpus`"),
-    ("ipc", "host processes share the host's IPC namespace"),
-    ("pid", "host processes share the host's pid namespace"),
-    ("shm_size", "host processes use the host's /dev/shm"),
-    ("tmpfs", "steward does not mount file systems"),
-    ("sysctls", "set kernel parameters on the host (sysctl.conf)"),
-    ("extra_hosts", "add the names to the host's /etc/hosts"),
-    ("user", "the process runs as steward's user; run steward as the user you want"),
-    ("hostname", "host processes have the host's name"),
-    ("domainname", "host processes have the host's name"),
-    ("labels", "steward has no labels"),
-    ("container_name", "steward names processes by their service"),
-    ("platform", "host processes run on the host's platform"),
-    ("pull_policy", "there is no image to pull"),
-    ("stdin_open", "services get /dev/null as stdin"),
-    ("tty", "services get no terminal; their output goes to steward's logs"),
-    ("read_only", "steward does not make the file system read-only"),
-    ("cpu_shares", "steward pins whole cores (`cpus`, `cpus_per_replica`) instead of weighting CPU time"),
-    ("cpu_quota", "steward pins whole cores (`cpus`, `cpus_per_replica`) instead of a CPU quota"),
-    ("cpu_period", "steward pins whole cores (`cpus`, `cpus_per_replica`) instead of a CPU quota"),
-    ("cpu_count", "steward pins whole cores (`cpus`, `cpus_per_replica`)"),
-    ("cpu_percent", "steward pins whole cores (`cpus`, `cpus_per_replica`)"),
-    ("cpus", "steward pins whole cores (`cpus = \"0-3\"` or `cpus_per_replica`) instead of a CPU quota"),
-    ("mem_reservation", "steward enforces limits (`memory`); a reservation has no equivalent, and the admission plan counts `memory`"),
-    ("extends", "write the extended service's keys into this one; steward does not read other files"),
-    ("links", "reach the service on 127.0.0.1 and its port"),
-    ("external_links", "reach the service on 127.0.0.1 and its port"),
-    ("isolation", "host processes have no isolation setting"),
-    ("cgroup_parent", "steward places every service in its own cgroup under steward's"),
-    ("userns_mode", "host processes use the host's user namespace"),
-    ("storage_opt", "there is no container storage"),
-    ("blkio_config", "steward does not set block I/O weights"),
-    ("annotations", "steward has no annotations"),
-    ("attach", "every service's output goes to its log: `steward logs NAME`"),
-    ("develop", "steward does not watch files for changes"),
-    ("post_start", "run it as a one-shot service that depends on this one"),
-    ("pre_stop", "steward sends `stop_signal` and waits `stop_timeout`"),
-    ("gpus", "give the GPUs as `deploy.resources.reservations.devices` or `device_ids`; this form is not read"),
-];
 
 /// Maps the compose service `name` (its node `svc`); `dir` is the project's folder (for
 /// `env_file`), `vars` the interpolation variables (for pass-through environment).
@@ -376,98 +325,6 @@ fn restart(
     }
 }
 
-fn memory(
-    d: &mut Draft,
-    name: &str,
-    steward_key: &str,
-    key: &str,
-    value: &Node,
-    report: &mut Report,
-) {
-    let text = value.scalar().unwrap_or_default();
-    if text == "-1" && steward_key == "memory_swap" {
-        report.add(Some(name), key, What::CannotMap, "unlimited swap: steward's default is no swap (a GPU worker that swaps is slower than one that restarts); give memory_swap a size to allow some");
-        return;
-    }
-    match size(&text) {
-        Ok((s, bytes)) => {
-            let unit_note = if text.chars().last().is_some_and(|c| c.is_ascii_alphabetic())
-                && !text.to_ascii_lowercase().ends_with("ib")
-            {
-                format!("; compose reads {text} in powers of 2 ({bytes} bytes), where Kubernetes would read {text} as powers of 10 (7% less at G)")
-            } else {
-                String::new()
-            };
-            d.set(
-                steward_key,
-                string(&s),
-                Some(format!("compose: {key}: {text}")),
-            );
-            report.add(
-                Some(name),
-                key,
-                What::Changed,
-                format!("{steward_key} = \"{s}\"{unit_note}"),
-            );
-        }
-        Err(e) => report.add(Some(name), key, What::CannotMap, e),
-    }
-}
-
-fn pids(d: &mut Draft, name: &str, key: &str, value: &Node, report: &mut Report) {
-    match value.kind {
-        Kind::Int(n) if n > 0 && n <= i64::from(u32::MAX) => {
-            d.set("pids_max", n.to_string(), Some(format!("compose: {key}")));
-            report.add(Some(name), key, What::Mapped, format!("pids_max = {n}"));
-        }
-        Kind::Int(n) if n <= 0 => report.add(
-            Some(name),
-            key,
-            What::Dropped,
-            "no limit (steward's default)",
-        ),
-        _ => report.add(Some(name), key, What::CannotMap, "not a number"),
-    }
-}
-
-fn ulimits(d: &mut Draft, name: &str, value: &Node, report: &mut Report) {
-    for (limit, v) in value.entries() {
-        let n = match (&v.kind, v.get("soft"), v.get("hard")) {
-            (Kind::Int(n), _, _) => Some(*n),
-            (_, Some(s), _) => match s.kind {
-                Kind::Int(n) => Some(n),
-                _ => None,
-            },
-            _ => None,
-        };
-        let key = format!("ulimits.{limit}");
-        if limit == "core" {
-            let on = n != Some(0);
-            d.set(
-                "core_dumps",
-                on.to_string(),
-                Some(format!(
-                    "compose: ulimits.core: {}",
-                    n.map_or("?".into(), |n| n.to_string())
-                )),
-            );
-            report.add(
-                Some(name),
-                &key,
-                What::Mapped,
-                if on {
-                    "core_dumps = true".into()
-                } else {
-                    "core_dumps = false (steward's default: no core dumps fill the disk)"
-                        .to_string()
-                },
-            );
-        } else {
-            report.add(Some(name), &key, What::CannotMap, "steward does not set this limit per service; set it for steward itself (systemd: LimitNOFILE= and the like) and its services inherit it".to_string());
-        }
-    }
-}
-
 fn logging(d: &mut Draft, name: &str, value: &Node, report: &mut Report) {
     let driver = value
         .get("driver")
@@ -510,7 +367,7 @@ fn replicas(d: &mut Draft, name: &str, key: &str, value: &Node, report: &mut Rep
     }
 }
 
-/// `deploy`: limits, GPU reservations (read in [`gpus`]), replicas, restart policy.
+/// `deploy`: limits, replicas, restart policy (its GPU reservations are read by `gpus`).
 fn deploy(d: &mut Draft, name: &str, deploy: &Node, report: &mut Report) {
     let limits = deploy.get("resources").and_then(|r| r.get("limits"));
     if let Some(m) = limits.and_then(|l| l.get("memory")) {
@@ -573,168 +430,6 @@ fn deploy(d: &mut Draft, name: &str, deploy: &Node, report: &mut Report) {
             );
         }
     }
-}
-
-/// GPUs from `deploy.resources.reservations.devices`, `runtime: nvidia` and the CUDA and
-/// NVIDIA variables; those variables leave `env` (steward sets them per replica), and
-/// `cuda_env` says which profile replaces the rest.
-fn gpus(
-    d: &mut Draft,
-    name: &str,
-    svc: &Node,
-    env: &mut Vec<(String, String, Option<String>)>,
-    report: &mut Report,
-) {
-    let devices = svc
-        .get("deploy")
-        .and_then(|x| x.get("resources"))
-        .and_then(|r| r.get("reservations"))
-        .and_then(|r| r.get("devices"));
-    let mut found: Option<(Gpus, String)> = None;
-    if let Some(Kind::Seq(list)) = devices.map(|d| &d.kind) {
-        for dev in list {
-            let caps: Vec<String> = match dev.get("capabilities").map(|c| &c.kind) {
-                Some(Kind::Seq(c)) => c.iter().filter_map(Node::scalar).collect(),
-                _ => vec![],
-            };
-            let nvidia = dev.get("driver").and_then(Node::scalar).as_deref() == Some("nvidia");
-            if !caps.iter().any(|c| c == "gpu") && !nvidia {
-                continue;
-            }
-            let sel = if let Some(Kind::Seq(ids)) = dev.get("device_ids").map(|i| &i.kind) {
-                parse_ids(
-                    &ids.iter()
-                        .filter_map(Node::scalar)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                )
-            } else {
-                match dev.get("count").map(|c| &c.kind) {
-                    Some(Kind::Int(n)) if *n > 0 => {
-                        report.add(
-                            Some(name),
-                            "deploy.resources.reservations.devices",
-                            What::Changed,
-                            format!(
-                                "count: {n} became the first {n} GPUs; give the indexes you mean"
-                            ),
-                        );
-                        Some(Gpus::Indexes((0..*n as u32).collect()))
-                    }
-                    _ => Some(Gpus::All),
-                }
-            };
-            if let Some(sel) = sel {
-                found = Some((sel, "deploy.resources.reservations.devices".into()));
-            }
-        }
-    }
-    let var = |env: &Vec<(String, String, Option<String>)>, k: &str| {
-        env.iter()
-            .find(|(n, _, _)| n == k)
-            .map(|(_, v, _)| toml_unquote(v))
-    };
-    for k in ["CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"] {
-        if found.is_none() {
-            if let Some(v) = var(env, k) {
-                if let Some(sel) = parse_ids(&v) {
-                    found = Some((sel, format!("environment {k}")));
-                }
-            }
-        }
-    }
-    if found.is_none() && svc.get("runtime").and_then(Node::scalar).as_deref() == Some("nvidia") {
-        found = Some((Gpus::All, "runtime: nvidia".into()));
-    }
-    if svc.get("runtime").is_some() {
-        report.add(
-            Some(name),
-            "runtime",
-            What::Dropped,
-            "there is no container runtime: steward gives a service its GPUs with `gpus`",
-        );
-    }
-    let mut removed = Vec::new();
-    for (k, why) in [
-        (
-            "CUDA_VISIBLE_DEVICES",
-            "steward sets it to each replica's GPU, by UUID",
-        ),
-        (
-            "NVIDIA_VISIBLE_DEVICES",
-            "the container runtime's; steward sets CUDA_VISIBLE_DEVICES",
-        ),
-        (
-            "NVIDIA_DRIVER_CAPABILITIES",
-            "the container runtime's; a host process sees the driver",
-        ),
-        ("CUDA_DEVICE_ORDER", "the cuda_env profile sets PCI_BUS_ID"),
-    ] {
-        if let Some(pos) = env.iter().position(|(n, _, _)| n == k) {
-            env.remove(pos);
-            removed.push(k);
-            report.add(
-                Some(name),
-                &format!("environment.{k}"),
-                What::Dropped,
-                why.to_string(),
-            );
-        }
-    }
-    if let Some(v) = var(env, "CUDA_LAUNCH_BLOCKING") {
-        if v == "1" {
-            report.add(Some(name), "environment.CUDA_LAUNCH_BLOCKING", What::Mapped, "kept, but it serialises every CUDA call: a debugging setting that `steward doctor` warns about in production");
-        }
-    }
-    if !removed.is_empty() {
-        d.env_notes.push(format!(
-            "left out: {} (steward sets the CUDA variables itself)",
-            removed.join(", ")
-        ));
-    }
-    if let Some((sel, from)) = found {
-        report.add(
-            Some(name),
-            "gpus",
-            What::Mapped,
-            format!(
-                "gpus = {} (from {from}); CUDA_VISIBLE_DEVICES is set to each GPU's UUID",
-                sel.toml()
-            ),
-        );
-        d.gpus = Some(sel);
-        d.set("cuda_env", string("default"), Some("CUDA_DEVICE_ORDER=PCI_BUS_ID, CUDA_MODULE_LOADING=LAZY, PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (a value in env wins)".into()));
-    }
-}
-
-/// `0,1`, `GPU-…`, `all`; `none`, `void` or empty: no GPU.
-fn parse_ids(text: &str) -> Option<Gpus> {
-    let t = text.trim();
-    match t {
-        "" | "none" | "void" | "NoDevFiles" => return None,
-        "all" => return Some(Gpus::All),
-        _ => {}
-    }
-    let parts: Vec<&str> = t
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect();
-    if let Ok(ids) = parts
-        .iter()
-        .map(|p| p.parse::<u32>())
-        .collect::<Result<Vec<_>, _>>()
-    {
-        return Some(Gpus::Indexes(ids));
-    }
-    Some(Gpus::Uuids(parts.iter().map(|p| p.to_string()).collect()))
-}
-
-fn toml_unquote(v: &str) -> String {
-    toml::from_str::<BTreeMap<String, String>>(&format!("v = {v}"))
-        .ok()
-        .and_then(|m| m.get("v").cloned())
-        .unwrap_or_else(|| v.to_string())
 }
 
 fn depends_on(d: &mut Draft, name: &str, deps: &Node, report: &mut Report) {
