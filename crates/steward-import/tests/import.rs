@@ -12,6 +12,11 @@ fn compose(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The incident-style pipeline: the README's example.
+fn incident() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/compose-import/compose.yml")
+}
+
 fn run(files: &[PathBuf], collapse: bool) -> Result<Imported, ImportError> {
     import(
         files,
@@ -31,7 +36,7 @@ fn lines(i: &Imported) -> String {
 
 #[test]
 fn the_incident_pipeline_collapses_into_one_service_per_gpu_with_its_workarounds_mapped() {
-    let i = run(&[compose("incident.yml")], true).unwrap();
+    let i = run(&[incident()], true).unwrap();
     let t = toml_of(&i);
     let services = t["services"].as_table().unwrap();
     let names: Vec<&String> = services.keys().collect();
@@ -91,7 +96,7 @@ fn the_incident_pipeline_collapses_into_one_service_per_gpu_with_its_workarounds
 
 #[test]
 fn without_collapse_the_workers_stay_and_the_cpusets_get_a_suggestion() {
-    let i = run(&[compose("incident.yml")], false).unwrap();
+    let i = run(&[incident()], false).unwrap();
     let t = toml_of(&i);
     let services = t["services"].as_table().unwrap();
     assert_eq!(services.len(), 9);

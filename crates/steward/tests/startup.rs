@@ -180,27 +180,6 @@ backoff = { initial = "100ms", max = "100ms" }
     assert!(svc["restarts"].as_u64().unwrap() >= 1);
 }
 
-/// (start, healthy) of each instance's first run, from the events.
-fn windows(agent: &Agent, names: &[&str]) -> Vec<(String, u64, SystemTime, SystemTime)> {
-    names
-        .iter()
-        .map(|n| {
-            let started = &agent.events_of(n, "started")[0];
-            let healthy = agent
-                .events_of(n, "health")
-                .into_iter()
-                .find(|e| e["state"] == "healthy")
-                .unwrap_or_else(|| panic!("{n} never healthy"));
-            (
-                n.to_string(),
-                started["gpu"].as_u64().unwrap(),
-                Agent::ts(started),
-                Agent::ts(&healthy),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn replicas_on_one_gpu_start_one_at_a_time_and_gpus_in_parallel() {
     let agent = Agent::prepare(

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 pub mod http;
 #[allow(unused_imports)]
@@ -385,4 +385,25 @@ pub fn which(program: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// (start, healthy) of each instance's first run, from the events.
+pub fn windows(agent: &Agent, names: &[&str]) -> Vec<(String, u64, SystemTime, SystemTime)> {
+    names
+        .iter()
+        .map(|n| {
+            let started = &agent.events_of(n, "started")[0];
+            let healthy = agent
+                .events_of(n, "health")
+                .into_iter()
+                .find(|e| e["state"] == "healthy")
+                .unwrap_or_else(|| panic!("{n} never healthy"));
+            (
+                n.to_string(),
+                started["gpu"].as_u64().unwrap(),
+                Agent::ts(started),
+                Agent::ts(&healthy),
+            )
+        })
+        .collect()
 }
