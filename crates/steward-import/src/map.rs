@@ -72,6 +72,7 @@ pub fn service(
                 }
             }
             "ulimits" => ulimits(&mut d, name, value, report),
+            "cpus" => cpu_quota(&mut d, name, "cpus", value, report),
             "init" => say(report, key, What::Dropped, "steward reaps every orphan itself (it is a child subreaper, and PID 1 when it runs as a container's init)".into()),
             "dns" | "dns_search" | "dns_opt" => say(report, key, What::Dropped, "host processes use the host's resolvers: `steward doctor` checks that they answer".into()),
             "logging" => logging(&mut d, name, value, report),
@@ -325,6 +326,38 @@ fn restart(
     }
 }
 
+/// A CPU quota (`cpus: 2.5`) as whole cores: steward pins CPUs instead of capping time.
+/// An explicit `cpuset` wins.
+fn cpu_quota(d: &mut Draft, name: &str, key: &str, value: &Node, report: &mut Report) {
+    let n = match &value.kind {
+        Kind::Int(i) => *i as f64,
+        Kind::Float(f) => *f,
+        _ => value.scalar().and_then(|s| s.parse().ok()).unwrap_or(0.0),
+    };
+    if !(n > 0.0 && n <= 4096.0) {
+        report.add(Some(name), key, What::CannotMap, "not a number of CPUs");
+        return;
+    }
+    if d.get("cpus").is_some() {
+        report.add(
+            Some(name),
+            key,
+            What::Dropped,
+            "its cpuset says which CPUs; steward pins them instead of capping CPU time",
+        );
+        return;
+    }
+    let cores = n.ceil() as u32;
+    d.set(
+        "cpus_per_replica",
+        cores.to_string(),
+        Some(format!(
+            "compose: {key}: {n} (a quota; steward pins whole cores)"
+        )),
+    );
+    report.add(Some(name), key, What::Changed, format!("a quota of {n} CPUs: cpus_per_replica = {cores}, whole cores the plan picks and no other service shares, instead of capped CPU time"));
+}
+
 fn logging(d: &mut Draft, name: &str, value: &Node, report: &mut Report) {
     let driver = value
         .get("driver")
@@ -383,8 +416,8 @@ fn deploy(d: &mut Draft, name: &str, deploy: &Node, report: &mut Report) {
     if let Some(p) = limits.and_then(|l| l.get("pids")) {
         pids(d, name, "deploy.resources.limits.pids", p, report);
     }
-    if limits.and_then(|l| l.get("cpus")).is_some() {
-        report.add(Some(name), "deploy.resources.limits.cpus", What::CannotMap, "steward pins whole cores (`cpus = \"0-3\"` or `cpus_per_replica`) instead of a CPU quota");
+    if let Some(c) = limits.and_then(|l| l.get("cpus")) {
+        cpu_quota(d, name, "deploy.resources.limits.cpus", c, report);
     }
     if deploy
         .get("resources")

@@ -36,7 +36,6 @@ pub const NOT_FOR_HOST: &[(&str, &str)] = &[
     ("cpu_period", "steward pins whole cores (`cpus`, `cpus_per_replica`) instead of a CPU quota"),
     ("cpu_count", "steward pins whole cores (`cpus`, `cpus_per_replica`)"),
     ("cpu_percent", "steward pins whole cores (`cpus`, `cpus_per_replica`)"),
-    ("cpus", "steward pins whole cores (`cpus = \"0-3\"` or `cpus_per_replica`) instead of a CPU quota"),
     ("mem_reservation", "steward enforces limits (`memory`); a reservation has no equivalent, and the admission plan counts `memory`"),
     ("extends", "write the extended service's keys into this one; steward does not read other files"),
     ("links", "reach the service on 127.0.0.1 and its port"),

@@ -360,3 +360,70 @@ fn nothing_is_dropped_silently_unknown_keys_included() {
         .any(|d| d.key == "privileged" && d.what == What::CannotMap));
     assert_eq!(i.cannot_map(), 2);
 }
+
+#[test]
+fn gpus_from_every_place_compose_puts_them_and_a_cpu_quota_as_whole_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.yml");
+    std::fs::write(
+        &file,
+        r#"services:
+  ids:
+    command: [serve]
+    deploy:
+      resources:
+        reservations:
+          devices: [{ driver: nvidia, device_ids: ["1", "3"], capabilities: [gpu] }]
+        limits: { cpus: "2.5" }
+  counted:
+    command: [serve]
+    deploy: { resources: { reservations: { devices: [{ capabilities: [gpu], count: 2 }] } } }
+  every:
+    command: [serve]
+    deploy: { resources: { reservations: { devices: [{ capabilities: [gpu], count: all }] } } }
+  runtime:
+    command: [serve]
+    runtime: nvidia
+  by-env:
+    command: [serve]
+    environment: { NVIDIA_VISIBLE_DEVICES: "GPU-3f2a, GPU-77aa", NVIDIA_DRIVER_CAPABILITIES: compute }
+  none:
+    command: [serve]
+    environment: { CUDA_VISIBLE_DEVICES: "" }
+    cpus: 4
+    cpuset: "0-3"
+"#,
+    )
+    .unwrap();
+    let i = run(&[file], true).unwrap();
+    let t = toml_of(&i);
+    let s = t["services"].as_table().unwrap();
+    let gpus = |n: &str| s[n].get("gpus").map(|g| g.to_string());
+    assert_eq!(gpus("ids").as_deref(), Some("[1, 3]"));
+    assert_eq!(s["ids"]["cpus_per_replica"].as_integer(), Some(3));
+    assert_eq!(gpus("counted").as_deref(), Some("[0, 1]"));
+    assert_eq!(gpus("every").as_deref(), Some("\"all\""));
+    assert_eq!(gpus("runtime").as_deref(), Some("\"all\""));
+    assert_eq!(
+        gpus("by-env").as_deref(),
+        Some("[\"GPU-3f2a\", \"GPU-77aa\"]")
+    );
+    assert!(s["by-env"]
+        .get("env")
+        .is_none_or(|e| e.get("NVIDIA_DRIVER_CAPABILITIES").is_none()));
+    assert_eq!(
+        gpus("none"),
+        None,
+        "an empty CUDA_VISIBLE_DEVICES is no GPU"
+    );
+    assert_eq!(
+        s["none"]["cpus"].as_str(),
+        Some("0-3"),
+        "the cpuset wins over the quota"
+    );
+    assert!(
+        lines(&i).contains("count: 2 became the first 2 GPUs"),
+        "{}",
+        lines(&i)
+    );
+}

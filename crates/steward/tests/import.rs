@@ -23,16 +23,30 @@ fn example(name: &str) -> PathBuf {
 /// Imports `file` into `dir/steward.toml`; returns the report.
 fn import_to(file: &Path, dir: &Path, extra: &[&str]) -> String {
     let out_file = dir.join("steward.toml");
-    let mut args = vec!["import", file.to_str().unwrap(), "-o", out_file.to_str().unwrap()];
+    let mut args = vec![
+        "import",
+        file.to_str().unwrap(),
+        "-o",
+        out_file.to_str().unwrap(),
+    ];
     args.extend(extra);
     let out = steward(&args, dir);
-    assert!(out.status.success(), "import of {} failed: {}", file.display(), stderr(&out));
+    assert!(
+        out.status.success(),
+        "import of {} failed: {}",
+        file.display(),
+        stderr(&out)
+    );
     stderr(&out)
 }
 
 #[test]
 fn every_import_passes_config_check_and_the_incident_shows_its_admission() {
-    let mut files = vec![example("compose.yml"), compose("web.yml"), compose("forms.yml")];
+    let mut files = vec![
+        example("compose.yml"),
+        compose("web.yml"),
+        compose("forms.yml"),
+    ];
     let mut public: Vec<PathBuf> = std::fs::read_dir(compose("public"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -43,8 +57,16 @@ fn every_import_passes_config_check_and_the_incident_shows_its_admission() {
         let dir = tempfile::tempdir().unwrap();
         import_to(file, dir.path(), &[]);
         // Written for another host (the programs of its images are not on this one).
-        let check = steward(&["config", "check", "--no-host", "steward.toml"], dir.path());
-        assert!(check.status.success(), "{}: {}", file.display(), stderr(&check));
+        let check = steward(
+            &["config", "check", "--no-host", "steward.toml"],
+            dir.path(),
+        );
+        assert!(
+            check.status.success(),
+            "{}: {}",
+            file.display(),
+            stderr(&check)
+        );
     }
     // forms.yml runs only programs this host has: the whole check, host included.
     let dir = tempfile::tempdir().unwrap();
@@ -62,7 +84,10 @@ fn every_import_passes_config_check_and_the_incident_shows_its_admission() {
         .output()
         .unwrap();
     let text = format!("{}{}", stdout(&plan), stderr(&plan));
-    assert!(text.contains("pipeline-gpu0#4") && text.contains("84.00 GiB"), "{text}");
+    assert!(
+        text.contains("pipeline-gpu0#4") && text.contains("84.00 GiB"),
+        "{text}"
+    );
     assert!(text.contains("admission"), "{text}");
 }
 
@@ -91,7 +116,10 @@ fn the_incident_pipeline_imported_starts_its_workers_one_after_another_per_gpu()
             "command: >\n      sh -c 'if [ -f /data/appendonlydir/appendonly.aof.manifest ]; then\n      echo y | redis-check-aof --fix /data/appendonlydir/appendonly.aof.manifest; fi'",
             "command: [\"true\"]",
         );
-    assert!(!text.contains("pipeline.worker") && !text.contains("redis-check-aof --fix"), "stand-ins in place");
+    assert!(
+        !text.contains("pipeline.worker") && !text.contains("redis-check-aof --fix"),
+        "stand-ins in place"
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("compose.yml");
     std::fs::write(&file, text).unwrap();
@@ -120,7 +148,11 @@ fn the_incident_pipeline_imported_starts_its_workers_one_after_another_per_gpu()
     for gpu in [&gpu0, &gpu1] {
         let names: Vec<&str> = gpu.iter().map(String::as_str).collect();
         let w = windows(&agent, &names);
-        assert!(w[0].2 >= redis_healthy, "{} started before redis was healthy", w[0].0);
+        assert!(
+            w[0].2 >= redis_healthy,
+            "{} started before redis was healthy",
+            w[0].0
+        );
         for pair in w.windows(2) {
             assert!(
                 pair[1].2 >= pair[0].3,
@@ -133,7 +165,10 @@ fn the_incident_pipeline_imported_starts_its_workers_one_after_another_per_gpu()
         }
     }
     // The two GPUs in parallel: GPU 1's first worker did not wait for GPU 0's five.
-    let (w0, w1) = (windows(&agent, &["pipeline-gpu0#4"]), windows(&agent, &["pipeline-gpu1#0"]));
+    let (w0, w1) = (
+        windows(&agent, &["pipeline-gpu0#4"]),
+        windows(&agent, &["pipeline-gpu1#0"]),
+    );
     assert!(w1[0].2 < w0[0].2, "GPU 1 waited for GPU 0");
 }
 
@@ -162,7 +197,11 @@ fn strict_json_force_and_errors() {
     assert!(stderr(&out).contains("--strict:"), "{}", stderr(&out));
     // --json needs --output for the TOML, then prints the decisions.
     let out = steward(&["import", web, "--json"], dir.path());
-    assert!(!out.status.success() && stderr(&out).contains("--output"), "{}", stderr(&out));
+    assert!(
+        !out.status.success() && stderr(&out).contains("--output"),
+        "{}",
+        stderr(&out)
+    );
     let out = steward(&["import", web, "--json", "-o", "s.toml"], dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let decisions: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -173,19 +212,40 @@ fn strict_json_force_and_errors() {
         .any(|d| d["service"] == "redis" && d["what"] == "todo"));
     // An existing output is not replaced without --force.
     let out = steward(&["import", web, "-o", "s.toml"], dir.path());
-    assert!(!out.status.success() && stderr(&out).contains("--force"), "{}", stderr(&out));
-    assert!(steward(&["import", web, "-o", "s.toml", "--force"], dir.path()).status.success());
+    assert!(
+        !out.status.success() && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        steward(&["import", web, "-o", "s.toml", "--force"], dir.path())
+            .status
+            .success()
+    );
     // The TOML goes to stdout without -o.
     let out = steward(&["import", web], dir.path());
     assert!(stdout(&out).contains("[services.api]"), "{}", stdout(&out));
     // Bad input: one line naming the file and the place.
-    std::fs::write(dir.path().join("bad.yml"), "services:\n  a:\n    depends_on: [a]\n    command: [x]\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.yml"),
+        "services:\n  a:\n    depends_on: [a]\n    command: [x]\n",
+    )
+    .unwrap();
     let out = steward(&["import", "bad.yml"], dir.path());
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("bad.yml:3:") && err.contains("services.a.depends_on") && err.contains("cycle"), "{err}");
+    assert!(
+        err.contains("bad.yml:3:")
+            && err.contains("services.a.depends_on")
+            && err.contains("cycle"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     // No file named and none here.
     let out = steward(&["import"], dir.path());
-    assert!(stderr(&out).contains("no compose file given"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no compose file given"),
+        "{}",
+        stderr(&out)
+    );
 }
