@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         // SAFETY: restoring a default signal disposition before any thread starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    match commands::run(command) {
+    let code = match commands::run(command) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("steward: error: {}", one_line(&err));
@@ -36,6 +36,31 @@ fn main() -> ExitCode {
             }
             ExitCode::from(2)
         }
+    };
+    power_off_if_machine_init();
+    code
+}
+
+/// The init of a pid namespace's first process inode: the machine's own, not a container's.
+const INITIAL_PID_NS: u64 = 0xEFFF_FFFC;
+
+/// As the machine's PID 1 (a VM's or a host's `/init`, not a container's), exiting would
+/// panic the kernel: the file systems are synced and the machine powered off instead. A
+/// container's init just exits, so that its runtime sees its exit status.
+fn power_off_if_machine_init() {
+    use std::os::unix::fs::MetadataExt;
+    if std::process::id() != 1 {
+        return;
+    }
+    let machine = std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() == INITIAL_PID_NS);
+    if !machine {
+        return;
+    }
+    eprintln!("steward: the machine's init is done: syncing and powering off");
+    // SAFETY: sync and reboot take no pointers; reboot only returns on failure.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_POWER_OFF);
     }
 }
 

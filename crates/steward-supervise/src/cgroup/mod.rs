@@ -136,6 +136,9 @@ impl CgroupDriver {
             }
             let _ = fs::remove_dir(dir);
         }
+        if let CgroupDriver::V2(b) = self {
+            b.leave();
+        }
     }
 }
 

@@ -13,6 +13,16 @@ use steward_events::Enforcement;
 pub struct V2Base {
     /// `<our group>/steward-<id>`: services are made below it.
     dir: PathBuf,
+    /// Where the agent moved itself out of (into `steward-agent` below it), and the
+    /// controllers it enabled there, so that leaving puts both back.
+    moved: Option<Moved>,
+}
+
+#[derive(Debug, Clone)]
+struct Moved {
+    group: PathBuf,
+    enabled: String,
+    pid: u32,
 }
 
 impl V2Base {
@@ -58,27 +68,65 @@ impl V2Base {
             .join(" ");
 
         let subtree = fs::read_to_string(group.join("cgroup.subtree_control")).unwrap_or_default();
+        let mut moved = None;
         if !subtree.split_whitespace().any(|c| c == "memory") {
             // No internal processes: we must leave our group for a leaf before enabling
-            // controllers for its children.
+            // controllers for its children. Only our own pid moves, never another's.
             let leaf = group.join("steward-agent");
             fresh_dir(&leaf)?;
             write_file(&leaf.join("cgroup.procs"), &pid.to_string())?;
-            write_file(&group.join("cgroup.subtree_control"), &enable).map_err(|e| match e {
-                CgroupError::Write { source, path, .. } if source.raw_os_error() == Some(libc::EBUSY) => {
-                    CgroupError::Unavailable(format!(
-                        "cannot enable the memory controller in {}: other processes share this group (EBUSY). \
-                         Run steward under systemd with Delegate=yes, or as the container's PID 1",
-                        path.parent().unwrap_or(&path).display()
-                    ))
-                }
-                other => other,
-            })?;
+            let enabled = write_file(&group.join("cgroup.subtree_control"), &enable);
+            if let Err(e) = enabled {
+                // Back where we were, and no empty leaf left behind.
+                let _ = write_file(&group.join("cgroup.procs"), &pid.to_string());
+                let _ = fs::remove_dir(&leaf);
+                return Err(match e {
+                    CgroupError::Write { source, path, .. } if source.raw_os_error() == Some(libc::EBUSY) => {
+                        CgroupError::Unavailable(format!(
+                            "cannot enable the memory controller in {}: other processes share this group (EBUSY). \
+                             Run steward under systemd with Delegate=yes, or as the container's PID 1",
+                            path.parent().unwrap_or(&path).display()
+                        ))
+                    }
+                    other => other,
+                });
+            }
+            moved = Some(Moved {
+                group: group.clone(),
+                enabled: wanted
+                    .iter()
+                    .map(|c| format!("-{c}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                pid,
+            });
         }
         let dir = group.join(format!("steward-{agent_id}"));
         fresh_dir(&dir)?;
         write_file(&dir.join("cgroup.subtree_control"), &enable)?;
-        Ok(V2Base { dir })
+        Ok(V2Base { dir, moved })
+    }
+
+    /// On the way out, once every service group is gone: the controllers the agent
+    /// enabled are disabled again and it moves back into the group it came from, leaving
+    /// that group as it found it (its `steward-agent` leaf removed). Where other groups
+    /// have appeared beside ours meanwhile, the controllers stay on for them.
+    pub(super) fn leave(&self) {
+        let Some(m) = &self.moved else { return };
+        let others = fs::read_dir(&m.group)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .any(|e| e.file_name() != "steward-agent")
+            })
+            .unwrap_or(true);
+        if others {
+            return;
+        }
+        let _ = write_file(&m.group.join("cgroup.subtree_control"), &m.enabled);
+        if write_file(&m.group.join("cgroup.procs"), &m.pid.to_string()).is_ok() {
+            let _ = fs::remove_dir(m.group.join("steward-agent"));
+        }
     }
 
     pub(super) fn create(
