@@ -38,8 +38,15 @@ pub(crate) async fn kill_strays(
             if left.is_empty() {
                 break;
             }
-            for p in left {
-                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            match cgroup {
+                Some(g) => {
+                    g.kill_all(Signal::SIGKILL);
+                }
+                None => {
+                    for p in left {
+                        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                    }
+                }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

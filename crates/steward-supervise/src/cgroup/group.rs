@@ -88,13 +88,21 @@ impl ServiceCgroup {
         pids
     }
 
-    /// Sends `sig` to every live process in the group; returns the pids signalled.
+    /// Sends `sig` to every live process in the group; returns the pids signalled. A
+    /// SIGKILL to a cgroup v2 group goes through `cgroup.kill` (Linux 5.14): the kernel
+    /// kills every process in it at once, so one that forks meanwhile cannot slip out.
     pub fn kill_all(&self, sig: nix::sys::signal::Signal) -> Vec<i32> {
         let pids: Vec<i32> = self
             .pids()
             .into_iter()
             .filter(|&p| !crate::procfs::is_zombie(p))
             .collect();
+        if sig == nix::sys::signal::Signal::SIGKILL && self.version == Some(Enforcement::CgroupV2) {
+            let kill = self.dir().join("cgroup.kill");
+            if kill.exists() && fs::write(&kill, "1").is_ok() {
+                return pids;
+            }
+        }
         for &pid in &pids {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
         }

@@ -54,8 +54,11 @@ pids_max = 50
 cpus = "1"
 
 [services.daemon]
-command = "setsid sh -c 'exec sleep 1001' & exec sleep 1000"
+# A daemon that left the process group and ignores SIGTERM: only a kill of the whole
+# group (cgroup.kill) ends it.
+command = "setsid sh -c 'trap \"\" TERM; exec sleep 1001' & exec sleep 1000"
 shell = true
+stop_timeout = "1s"
 T
 sh -c 'echo $$ > /sys/fs/cgroup/deleg/cgroup.procs; exec steward up -f /tmp/deleg.toml' > /tmp/deleg.log 2>&1 &
 agent=$!
