@@ -3,7 +3,8 @@
 //! cgroup scenarios (`tests/vm/cgroup-v2.sh`: the root group, a delegated subtree, a shared
 //! group), the other makes steward the machine's PID 1 (`tests/vm/pid1.sh`). Each scenario
 //! prints `RESULT name ok` on the serial console; a missing one, a kernel panic or a
-//! timeout fails the test with the console's tail.
+//! timeout fails the test with the console's tail. A third boots a Debian root file system
+//! with a real systemd and `deploy/systemd/steward.service` (`tests/vm/systemd.sh`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -96,4 +97,32 @@ fn on_a_real_cgroup_v2_kernel_and_as_the_machines_pid_1() {
         tail(&console)
     );
     eprintln!("the VM tier took {:.0?}", t.elapsed());
+}
+
+#[test]
+fn under_a_real_systemd_with_the_shipped_unit() {
+    let t = std::time::Instant::now();
+    let out = Command::new(vm_dir().join("systemd.sh"))
+        .arg(env!("CARGO_BIN_EXE_steward"))
+        .output()
+        .expect("run tests/vm/systemd.sh");
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the systemd checks failed ({}):\n{console}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "start-waits-for-ready",
+        "delegate-gives-cgroup-v2",
+        "memory-max-applied",
+        "reload-starts-a-new-service",
+        "stop-leaves-no-process",
+        "stop-leaves-no-group",
+        "journal-has-stewards-lines",
+    ] {
+        assert!(console.contains(&format!("RESULT {name} ok")), "{name}:\n{console}");
+    }
+    eprintln!("the systemd boot took {:.0?}", t.elapsed());
 }
