@@ -122,7 +122,10 @@ fn under_a_real_systemd_with_the_shipped_unit() {
         "stop-leaves-no-group",
         "journal-has-stewards-lines",
     ] {
-        assert!(console.contains(&format!("RESULT {name} ok")), "{name}:\n{console}");
+        assert!(
+            console.contains(&format!("RESULT {name} ok")),
+            "{name}:\n{console}"
+        );
     }
     eprintln!("the systemd boot took {:.0?}", t.elapsed());
 }
