@@ -1,7 +1,7 @@
 #!/bin/sh
 # steward as the machine's real PID 1: this script mounts what an init needs, then
 # becomes steward (exec: no shell above it). A judge service checks that orphans are
-# reaped and that SIGHUP reaches the services, then sends PID 1 SIGTERM: steward stops
+# reaped and that SIGHUP reaches the services, then runs `steward down`: steward stops
 # everything and powers the machine off cleanly.
 . /lib/vm-mounts.sh
 echo VM-START
@@ -30,7 +30,7 @@ kill -HUP 1
 t=50; while [ $t -gt 0 ] && [ ! -f /tmp/hup ]; do usleep 100000; t=$((t - 1)); done
 if [ -f /tmp/hup ]; then say sighup-forwarded ok; else say sighup-forwarded FAIL; fi
 echo RESULTS-DONE > /dev/console
-kill -TERM 1
+steward down -f /etc/steward.toml
 exec sleep 1000
 '''
 shell = true
