@@ -346,21 +346,7 @@ fn templated_command(
     base: u64,
     gpus: usize,
 ) -> Result<String, String> {
-    let line = |e: &Entry| -> String {
-        let v: Result<Vec<String>, _> =
-            toml::from_str::<BTreeMap<String, Vec<String>>>(&format!("v = {}", e.value))
-                .map(|m| m["v"].clone());
-        match v {
-            Ok(argv) => argv
-                .iter()
-                .map(|a| shlex::try_quote(a).map_or_else(|_| a.clone(), |q| q.into_owned()))
-                .collect::<Vec<_>>()
-                .join(" "),
-            Err(_) => toml::from_str::<BTreeMap<String, String>>(&format!("v = {}", e.value))
-                .map(|m| m["v"].clone())
-                .unwrap_or_default(),
-        }
-    };
+    let line = |e: &Entry| crate::draft::as_line(&e.value).unwrap_or_default();
     let cut: Vec<Vec<(bool, String)>> = values.iter().map(|(_, e)| tokens(&line(e))).collect();
     if cut.iter().any(|t| t.len() != cut[0].len()) {
         return Err("their commands differ in more than their numbers".into());

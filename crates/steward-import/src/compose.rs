@@ -228,7 +228,19 @@ fn interpolate_tree(
 /// [`APPENDED`] keys extended, `environment` and `labels` merged as mappings whatever their
 /// form, everything else replaced.
 pub fn merge(base: Node, over: Node, key: &str) -> Node {
-    match (base.kind, over.kind) {
+    let Node {
+        kind: over_kind,
+        line,
+        col,
+        end_line,
+    } = over;
+    let placed = |kind| Node {
+        kind,
+        line,
+        col,
+        end_line,
+    };
+    match (base.kind, over_kind) {
         (Kind::Map(mut b), Kind::Map(o)) => {
             for (k, v) in o {
                 match b.iter().position(|(bk, _)| *bk == k) {
@@ -239,10 +251,7 @@ pub fn merge(base: Node, over: Node, key: &str) -> Node {
                     None => b.push((k, v)),
                 }
             }
-            Node {
-                kind: Kind::Map(b),
-                ..over_place(&over.line, &over.col, &over.end_line)
-            }
+            placed(Kind::Map(b))
         }
         (Kind::Seq(mut b), Kind::Seq(o)) if APPENDED.contains(&key) => {
             for item in o {
@@ -250,41 +259,14 @@ pub fn merge(base: Node, over: Node, key: &str) -> Node {
                     b.push(item);
                 }
             }
-            Node {
-                kind: Kind::Seq(b),
-                ..over_place(&over.line, &over.col, &over.end_line)
-            }
+            placed(Kind::Seq(b))
         }
         (b @ (Kind::Seq(_) | Kind::Map(_)), o @ (Kind::Seq(_) | Kind::Map(_)))
             if matches!(key, "environment" | "labels" | "depends_on") =>
         {
-            merge(
-                as_mapping(Node {
-                    kind: b,
-                    ..Node::new(Kind::Null)
-                }),
-                as_mapping(Node {
-                    kind: o,
-                    line: over.line,
-                    col: over.col,
-                    end_line: over.end_line,
-                }),
-                "",
-            )
+            merge(as_mapping(Node::new(b)), as_mapping(placed(o)), "")
         }
-        (_, kind) => Node {
-            kind,
-            ..over_place(&over.line, &over.col, &over.end_line)
-        },
-    }
-}
-
-fn over_place(line: &usize, col: &usize, end_line: &usize) -> Node {
-    Node {
-        kind: Kind::Null,
-        line: *line,
-        col: *col,
-        end_line: *end_line,
+        (_, kind) => placed(kind),
     }
 }
 
@@ -297,32 +279,17 @@ pub fn as_mapping(node: Node) -> Node {
         .into_iter()
         .filter_map(|item| {
             let text = item.scalar()?;
-            Some(match text.split_once('=') {
-                Some((k, v)) => (
-                    k.to_string(),
-                    Node {
-                        kind: Kind::Str(v.to_string()),
-                        ..item
-                    },
-                ),
-                None => (
-                    text,
-                    Node {
-                        kind: Kind::Null,
-                        ..item
-                    },
-                ),
-            })
+            let (key, kind) = match text.split_once('=') {
+                Some((k, v)) => (k.to_string(), Kind::Str(v.to_string())),
+                None => (text, Kind::Null),
+            };
+            Some((key, Node { kind, ..item }))
         })
         .collect();
     Node {
         kind: Kind::Map(entries),
-        ..node_place(&node.line, &node.col, &node.end_line)
+        ..node
     }
-}
-
-fn node_place(line: &usize, col: &usize, end_line: &usize) -> Node {
-    over_place(line, col, end_line)
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! A steward service as the import builds it: its keys as TOML text with the note each
 //! carries, before it is written out (and before worker chains are collapsed).
 
+use std::collections::BTreeMap;
+
 /// What a replica set waits for in a dependency (steward's `depends_on` conditions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Condition {
@@ -64,8 +66,8 @@ pub struct Draft {
     pub active: bool,
     pub todo: Vec<String>,
     pub entries: Vec<Entry>,
-    /// The environment, as `(name, TOML value, note)`.
-    pub env: Vec<(String, String, Option<String>)>,
+    /// The environment, as it is (written as TOML strings by `emit`).
+    pub env: BTreeMap<String, String>,
     /// Comments written in the environment's table: variables left out, and why.
     pub env_notes: Vec<String>,
     pub depends_on: Vec<(String, Condition)>,
@@ -81,7 +83,7 @@ impl Draft {
             active: true,
             todo: Vec::new(),
             entries: Vec::new(),
-            env: Vec::new(),
+            env: BTreeMap::new(),
             env_notes: Vec::new(),
             depends_on: Vec::new(),
             gpus: None,
@@ -101,6 +103,26 @@ impl Draft {
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.key == key)
     }
+}
+
+/// The text of a TOML string value (`"a b"` -> `a b`), or the words of an array of
+/// strings joined as a shell would read them back.
+pub fn as_line(value: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum V {
+        Line(String),
+        Argv(Vec<String>),
+    }
+    let table: BTreeMap<String, V> = toml::from_str(&format!("v = {value}")).ok()?;
+    Some(match table.into_values().next()? {
+        V::Line(l) => l,
+        V::Argv(argv) => argv
+            .iter()
+            .map(|a| shlex::try_quote(a).map_or_else(|_| a.clone(), |q| q.into_owned()))
+            .collect::<Vec<_>>()
+            .join(" "),
+    })
 }
 
 /// A TOML basic string.

@@ -1,7 +1,7 @@
 //! Writes the drafts as an annotated steward.toml: each key with the compose key it came
 //! from above it, services that need a person commented out with a TODO.
 
-use crate::draft::{key, Draft};
+use crate::draft::{key, string, Draft};
 use std::fmt::Write;
 
 pub fn toml(drafts: &[Draft], sources: &[String]) -> String {
@@ -72,11 +72,8 @@ fn write_service(out: &mut String, d: &Draft) {
         for n in &d.env_notes {
             let _ = writeln!(out, "# {n}");
         }
-        for (k, v, note) in &d.env {
-            if let Some(note) = note {
-                let _ = writeln!(out, "# {note}");
-            }
-            let _ = writeln!(out, "{} = {v}", key(k));
+        for (k, v) in &d.env {
+            let _ = writeln!(out, "{} = {}", key(k), string(v));
         }
     }
 }

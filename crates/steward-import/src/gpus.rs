@@ -14,7 +14,7 @@ pub fn gpus(
     d: &mut Draft,
     name: &str,
     svc: &Node,
-    env: &mut Vec<(String, String, Option<String>)>,
+    env: &mut BTreeMap<String, String>,
     report: &mut Report,
 ) {
     let devices = svc
@@ -61,15 +61,10 @@ pub fn gpus(
             }
         }
     }
-    let var = |env: &Vec<(String, String, Option<String>)>, k: &str| {
-        env.iter()
-            .find(|(n, _, _)| n == k)
-            .map(|(_, v, _)| toml_unquote(v))
-    };
     for k in ["CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"] {
         if found.is_none() {
-            if let Some(v) = var(env, k) {
-                if let Some(sel) = parse_ids(&v) {
+            if let Some(v) = env.get(k) {
+                if let Some(sel) = parse_ids(v) {
                     found = Some((sel, format!("environment {k}")));
                 }
             }
@@ -102,8 +97,7 @@ pub fn gpus(
         ),
         ("CUDA_DEVICE_ORDER", "the cuda_env profile sets PCI_BUS_ID"),
     ] {
-        if let Some(pos) = env.iter().position(|(n, _, _)| n == k) {
-            env.remove(pos);
+        if env.remove(k).is_some() {
             removed.push(k);
             report.add(
                 Some(name),
@@ -113,7 +107,7 @@ pub fn gpus(
             );
         }
     }
-    if let Some(v) = var(env, "CUDA_LAUNCH_BLOCKING") {
+    if let Some(v) = env.get("CUDA_LAUNCH_BLOCKING") {
         if v == "1" {
             report.add(Some(name), "environment.CUDA_LAUNCH_BLOCKING", What::Mapped, "kept, but it serialises every CUDA call: a debugging setting that `steward doctor` warns about in production");
         }
@@ -160,11 +154,4 @@ fn parse_ids(text: &str) -> Option<Gpus> {
         return Some(Gpus::Indexes(ids));
     }
     Some(Gpus::Uuids(parts.iter().map(|p| p.to_string()).collect()))
-}
-
-fn toml_unquote(v: &str) -> String {
-    toml::from_str::<BTreeMap<String, String>>(&format!("v = {v}"))
-        .ok()
-        .and_then(|m| m.get("v").cloned())
-        .unwrap_or_else(|| v.to_string())
 }

@@ -210,12 +210,8 @@ fn find_cycle<'a>(
 /// reached it by compose's network name; on one host it is 127.0.0.1.
 fn local_hosts(d: &mut draft::Draft, services: &[&str], report: &mut report::Report) {
     let service = d.name.clone();
-    for (key, value, _) in &mut d.env {
-        let Ok(text) = toml::from_str::<BTreeMap<String, String>>(&format!("v = {value}"))
-            .map(|m| m["v"].clone())
-        else {
-            continue;
-        };
+    for (key, value) in &mut d.env {
+        let text = value.clone();
         let mut new = text.clone();
         for name in services {
             for (before, after) in [("//", ":"), ("@", ":"), ("//", "/"), ("@", "/")] {
@@ -231,7 +227,7 @@ fn local_hosts(d: &mut draft::Draft, services: &[&str], report: &mut report::Rep
                 .filter(|n| text.contains(&format!("{n}:")) || text.contains(&format!("{n}/")))
                 .collect();
             report.add(Some(&service), &format!("environment.{key}"), What::Changed, format!("the host {} (a compose service) became 127.0.0.1: on one host, services reach each other there", hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(", ")));
-            *value = draft::string(&new);
+            *value = new;
         }
     }
 }

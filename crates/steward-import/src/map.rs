@@ -207,7 +207,7 @@ fn environment(
     dir: &Path,
     vars: &BTreeMap<String, String>,
     report: &mut Report,
-) -> Vec<(String, String, Option<String>)> {
+) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     if let Some(files) = svc.get("env_file") {
         let list: Vec<(String, bool)> = match &files.kind {
@@ -271,9 +271,7 @@ fn environment(
             }
         }
     }
-    env.into_iter()
-        .map(|(k, v)| (k, string(&v), None))
-        .collect()
+    env
 }
 
 /// `restart` (or `deploy.restart_policy`), with `on-failure:N`'s count as the crash-loop

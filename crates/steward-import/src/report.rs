@@ -43,15 +43,6 @@ pub struct Decision {
     pub note: String,
 }
 
-impl std::fmt::Display for Decision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.service {
-            Some(s) => write!(f, "{s}: {}: {}: {}", self.key, self.what.label(), self.note),
-            None => write!(f, "{}: {}: {}", self.key, self.what.label(), self.note),
-        }
-    }
-}
-
 /// The decisions as lines for a person: the same decision about several services (the
 /// workers of a chain, say) is one line naming them.
 pub fn lines(decisions: &[Decision]) -> Vec<String> {

@@ -67,11 +67,6 @@ impl Shared {
 }
 
 impl KernelLog {
-    /// Whether a follower reads the log now.
-    pub fn following(&self) -> bool {
-        self.shared.lock().wake.is_some()
-    }
-
     /// Follows the log from now on, on a thread of its own, calling `on_message` with each
     /// message. An error when `/dev/kmsg` cannot be read (not root, or a container
     /// without it): then nothing is followed, and [`Self::recent`] finds nothing.

@@ -11,6 +11,10 @@ waitfor() { t=$(($1 * 10)); shift; while [ $t -gt 0 ]; do "$@" >/dev/null 2>&1 &
 conf() { printf 'state_dir = "/tmp/%s"\nreserve_memory = "128MiB"\n' "$1"; cat; }
 up() { steward ps -f "$1" >/dev/null 2>&1; }
 no_groups() { [ -z "$(find "$1" -mindepth 1 -type d)" ]; }
+# start CONFIG [GROUP]: steward up on CONFIG (moved into GROUP first), answering.
+start() { sh -c "[ -z '$2' ] || echo \$\$ > /sys/fs/cgroup/$2/cgroup.procs; exec steward up -f $1" > "$1.log" 2>&1 & agent=$!; waitfor 30 up "$1"; }
+# stop CONFIG: steward down, and wait until the agent has gone (its groups with it).
+stop() { steward down -f "$1" > /dev/null 2>&1; wait $agent; }
 sleep 1000 & neighbour=$!
 
 # 1. The root group, with this shell and a neighbour in it: steward moves only itself.
@@ -20,13 +24,10 @@ command = "exec sleep 1000"
 shell = true
 memory = "32MiB"
 T
-steward up -f /tmp/root.toml > /tmp/root.log 2>&1 &
-agent=$!
-waitfor 30 up /tmp/root.toml
+start /tmp/root.toml
 check root-uses-v2 sh -c 'steward ps -f /tmp/root.toml | grep -q "cgroup v2"'
 check root-moved-only-itself sh -c "grep -qx $$ /sys/fs/cgroup/cgroup.procs && grep -qx $neighbour /sys/fs/cgroup/cgroup.procs"
-steward down -f /tmp/root.toml > /dev/null 2>&1
-wait $agent
+stop /tmp/root.toml
 check root-no-debris sh -c '! ls -d /sys/fs/cgroup/steward-* 2>/dev/null'
 
 # 2. A delegated subtree: steward alone in /deleg, controllers delegated to it.
@@ -60,9 +61,7 @@ command = "setsid sh -c 'trap \"\" TERM; exec sleep 1001' & exec sleep 1000"
 shell = true
 stop_timeout = "1s"
 T
-sh -c 'echo $$ > /sys/fs/cgroup/deleg/cgroup.procs; exec steward up -f /tmp/deleg.toml' > /tmp/deleg.log 2>&1 &
-agent=$!
-waitfor 30 up /tmp/deleg.toml
+start /tmp/deleg.toml deleg
 check deleg-uses-v2 sh -c 'steward ps -f /tmp/deleg.toml | grep -q "cgroup v2"'
 waitfor 30 sh -c 'steward ps -f /tmp/deleg.toml | grep "^ hog" | grep -q failed'
 check oom-kill-limit-and-peak sh -c 'steward ps -f /tmp/deleg.toml | grep "^ hog" | grep "OOM-killed by the kernel in its cgroup: peak" | grep -q "against a limit of 64.00 MiB"'
@@ -75,8 +74,7 @@ check pids-max-read-back sh -c "[ \$(cat $lim/pids.max) = 50 ]"
 check cpuset-read-back sh -c "[ \$(cat $lim/cpuset.cpus) = 1 ]"
 check oom-group-set sh -c "[ \$(cat $lim/memory.oom.group) = 1 ]"
 check daemon-running sh -c 'ps | grep -q "[s]leep 1001"'
-steward down -f /tmp/deleg.toml > /dev/null 2>&1
-wait $agent
+stop /tmp/deleg.toml
 check daemon-gone-after-down sh -c '! ps | grep -q "[s]leep 1001"'
 check deleg-no-debris no_groups /sys/fs/cgroup/deleg
 check deleg-controllers-given-back sh -c '[ -z "$(cat /sys/fs/cgroup/deleg/cgroup.subtree_control)" ]'
@@ -90,13 +88,10 @@ command = "exec sleep 1000"
 shell = true
 memory = "32MiB"
 T
-sh -c 'echo $$ > /sys/fs/cgroup/shared/cgroup.procs; exec steward up -f /tmp/shared.toml' > /tmp/shared.log 2>&1 &
-agent=$!
-waitfor 30 up /tmp/shared.toml
+start /tmp/shared.toml shared
 check ebusy-falls-back-to-soft-limits sh -c 'steward ps -f /tmp/shared.toml | grep -q "EBUSY"'
 check ebusy-neighbour-not-moved sh -c "grep -qx $neighbour /sys/fs/cgroup/shared/cgroup.procs"
-steward down -f /tmp/shared.toml > /dev/null 2>&1
-wait $agent
+stop /tmp/shared.toml
 check ebusy-no-debris no_groups /sys/fs/cgroup/shared
 echo RESULTS-DONE
 poweroff -f

@@ -23,7 +23,9 @@ command = '''
 # The SIGHUP it sends PID 1 comes back to every service, this one too.
 trap '' HUP
 say() { echo "RESULT $*" > /dev/console; }
-sleep 3
+# The orphans (sleep 0.2, parents gone) have ended once none runs; then none may be left
+# as a zombie. Polled, within 10 s.
+t=100; while [ $t -gt 0 ] && { ps | grep -q "[s]leep 0.2" || grep -q "^State:.*Z" /proc/[0-9]*/status 2>/dev/null; }; do usleep 100000; t=$((t - 1)); done
 z=$(grep -l "^State:.*Z" /proc/[0-9]*/status 2>/dev/null | wc -l)
 if [ "$z" = 0 ]; then say orphans-reaped ok; else say orphans-reaped FAIL: $z zombies; fi
 kill -HUP 1
